@@ -1,0 +1,357 @@
+"""`Service.execute`: the one write path (DESIGN §4).
+
+BEGIN → load the job row (locked) and the agent rows the command needs → check the fence →
+decide → seal the events → fold them into the projection → write the projection → take
+positions and insert the events → COMMIT. A conflict on (stream_id, sequence) retries the whole
+load–decide–append a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.domain import events as ev
+from app.domain.bundle import BundleVersion, decide_reload, decide_scan, project_bundle
+from app.domain.canonical import canonical_json
+from app.domain.events import Event, NewEvent
+from app.domain.job import (
+    FENCED_COMMANDS,
+    CancelJob,
+    Command,
+    CommitStep,
+    DeliverExternal,
+    FailStep,
+    RecordAgentEvents,
+    Rejected,
+    SubmitJob,
+    decide,
+    CANCELLED_BY_CLEANUP,
+)
+from app.domain.projection import JobProjection, fold
+from app.store import event_store, leases, projector
+from app.store.database import Database
+from app.store.event_store import ConcurrencyConflict, StreamHead
+from app.store.leases import Fence
+from app.store.tables import agents, bundles, jobs
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 20
+
+
+def now_ms() -> int:
+    """Wall-clock time in Unix epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a command appended (nothing for an idempotent no-op) and the job's projection after it."""
+
+    events: list[Event]
+    projection: JobProjection | None
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The answer to a submit: a new job, or the replay of an earlier one with the same key."""
+
+    job_id: str
+    status: str
+    replayed: bool
+
+
+class IdempotencyMismatch(Exception):
+    """The Idempotency-Key was used before with a different request body."""
+
+
+def new_job_id(graph_id: str, epoch_ms: int) -> str:
+    """`<graph_id>-<unix_epoch_ms>-<12 lowercase hex>` (SPEC §1.4)."""
+    return f"{graph_id}-{epoch_ms:013d}-{secrets.token_hex(6)}"
+
+
+def _command_agents(command: Command) -> set[str]:
+    match command:
+        case DeliverExternal() | RecordAgentEvents() | CommitStep() | FailStep():
+            return {command.agent_id}
+    return set()
+
+
+Listener = Callable[[str, list[Event]], Awaitable[None] | None]
+
+
+class Service:
+    """Executes commands against the event store; the only code that appends events."""
+
+    def __init__(self, db: Database, clock: Callable[[], int] = now_ms) -> None:
+        self.db = db
+        self.clock = clock
+        self._listeners: list[Callable[[str, list[Event]], None]] = []
+
+    def subscribe(self, listener: Callable[[str, list[Event]], None]) -> None:
+        """Call `listener(stream_id, events)` after every commit made by this process."""
+        self._listeners.append(listener)
+
+    def _notify(self, stream_id: str, recorded: list[Event]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(stream_id, recorded)
+            except Exception:  # a listener must never undo a committed write
+                log.exception("event listener failed")
+
+    # ------------------------------------------------------------ job commands
+
+    async def execute(self, job_id: str, command: Command, fence: Fence | None = None) -> Outcome:
+        """Decide and append `command` for one job; raises Rejected, LeaseLost or DatabaseUnavailable."""
+        if isinstance(command, FENCED_COMMANDS) and fence is None:
+            raise ValueError(f"{type(command).__name__} must carry the job lease")
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                async with self.db.write() as conn:
+                    outcome = await self._execute_in(conn, job_id, command, fence)
+            except ConcurrencyConflict:
+                continue
+            if outcome.events:
+                self._notify(job_id, outcome.events)
+            return outcome
+        raise ConcurrencyConflict(job_id)
+
+    async def _execute_in(
+        self, conn: AsyncConnection, job_id: str, command: Command, fence: Fence | None
+    ) -> Outcome:
+        job = await projector.load_job(conn, job_id, lock=True)
+        state: JobProjection | None = None
+        if job is not None:
+            state = JobProjection(job, await projector.load_agents(conn, job_id, _command_agents(command)))
+        now = self.clock()
+        if fence is not None:
+            await leases.check_fence(conn, job_id, fence, now)
+        decision = decide(state, command, job_id)
+        if not decision.events:
+            return Outcome([], state)
+        if state is not None:
+            missing = {e.agent_id for e in decision.events if e.agent_id} - set(state.agents)
+            if missing:
+                loaded = await projector.load_agents(conn, job_id, {m for m in missing if m})
+                state = JobProjection(state.job, {**state.agents, **loaded})
+        head = StreamHead() if job is None else StreamHead(job.last_sequence, job.last_hash, job.last_timestamp)
+        sealed = event_store.seal(job_id, job_id, head, decision.events, now)
+        after = fold(sealed, state)
+        assert after is not None
+        try:
+            await projector.save(conn, state, after)
+        except IntegrityError as exc:
+            raise ConcurrencyConflict(job_id) from exc
+        if after.job.terminal:
+            await leases.drop_job(conn, job_id)
+        recorded = await event_store.insert_sealed(conn, sealed)
+        return Outcome(recorded, after)
+
+    async def submit(
+        self,
+        *,
+        manifest: dict[str, Any],
+        bundle: dict[str, Any] | None,
+        idempotency_key: str | None,
+        request_sha256: str,
+    ) -> Submitted:
+        """Record `job_submitted`, or answer an earlier submit with the same Idempotency-Key."""
+        from app.domain.job import submitted_payload
+
+        payload = submitted_payload(
+            manifest=manifest, bundle=bundle, idempotency_key=idempotency_key, request_sha256=request_sha256
+        )
+        for _ in range(MAX_ATTEMPTS):
+            if idempotency_key is not None:
+                earlier = await self._by_idempotency_key(idempotency_key)
+                if earlier is not None:
+                    job_id, status, digest = earlier
+                    if digest != request_sha256:
+                        raise IdempotencyMismatch(idempotency_key)
+                    return Submitted(job_id, status, replayed=True)
+            job_id = new_job_id(manifest["graph_id"], self.clock())
+            try:
+                # Of two concurrent requests with one key, the unique index lets one insert;
+                # the other conflicts, loops, and finds the winner above.
+                outcome = await self.execute(job_id, SubmitJob(payload))
+            except Rejected:  # the generated id exists already: generate another
+                continue
+            assert outcome.projection is not None
+            return Submitted(job_id, outcome.projection.job.status, replayed=False)
+        raise ConcurrencyConflict("submit")
+
+    async def _by_idempotency_key(self, key: str) -> tuple[str, str, str | None] | None:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(jobs.c.job_id, jobs.c.status, jobs.c.request_sha256).where(
+                        jobs.c.idempotency_key == key
+                    )
+                )
+            ).first()
+        return None if row is None else (row.job_id, row.status, row.request_sha256)
+
+    # ------------------------------------------------------------ other streams
+
+    async def append_system(self, new_events: Sequence[NewEvent]) -> list[Event]:
+        """Append node and audit events to the `system` stream."""
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                async with self.db.write() as conn:
+                    return await self._append_other(conn, ev.SYSTEM_STREAM, new_events)
+            except ConcurrencyConflict:
+                continue
+        raise ConcurrencyConflict(ev.SYSTEM_STREAM)
+
+    async def _append_other(
+        self, conn: AsyncConnection, stream_id: str, new_events: Sequence[NewEvent]
+    ) -> list[Event]:
+        head = await event_store.stream_head(conn, stream_id)
+        sealed = event_store.seal(stream_id, None, head, new_events, self.clock())
+        return await event_store.insert_sealed(conn, sealed)
+
+    async def scan_bundle(self, version: BundleVersion, node: str) -> list[Event]:
+        """Register or update a bundle found by the startup scan."""
+        return await self._bundle_command(version.bundle_id, lambda view: decide_scan(view, version, node))
+
+    async def reload_bundle(
+        self,
+        bundle_id: str,
+        *,
+        version: BundleVersion | None,
+        fingerprint: str | None,
+        errors: list[str],
+        reason: str,
+        node: str,
+    ) -> list[Event]:
+        """Record the outcome of a reload (SPEC §9.5); no event when nothing changed."""
+
+        def decision(view: dict[str, Any] | None) -> list[NewEvent]:
+            assert view is not None
+            return decide_reload(
+                view, version=version, fingerprint=fingerprint, errors=errors, reason=reason, node=node
+            )
+
+        return await self._bundle_command(bundle_id, decision)
+
+    async def _bundle_command(
+        self, bundle_id: str, decision: Callable[[dict[str, Any] | None], list[NewEvent]]
+    ) -> list[Event]:
+        stream_id = ev.bundle_stream(bundle_id)
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                async with self.db.write() as conn:
+                    return await self._bundle_in(conn, bundle_id, stream_id, decision)
+            except ConcurrencyConflict:
+                continue
+        raise ConcurrencyConflict(stream_id)
+
+    async def _bundle_in(
+        self,
+        conn: AsyncConnection,
+        bundle_id: str,
+        stream_id: str,
+        decision: Callable[[dict[str, Any] | None], list[NewEvent]],
+    ) -> list[Event]:
+        query = select(bundles).where(bundles.c.bundle_id == bundle_id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = (await conn.execute(query)).first()
+        view = None if row is None else json.loads(row.view)
+        new_events = decision(view)
+        if not new_events:
+            return []
+        head = StreamHead() if row is None else StreamHead(row.last_sequence, row.last_hash, row.last_timestamp)
+        sealed = event_store.seal(stream_id, None, head, new_events, self.clock())
+        for event in sealed:
+            view = project_bundle(view, event)
+        values = {
+            "view": canonical_json(view),
+            "last_sequence": sealed[-1].sequence,
+            "last_hash": sealed[-1].hash,
+            "last_timestamp": sealed[-1].timestamp,
+        }
+        from sqlalchemy import insert, update
+
+        try:
+            if row is None:
+                await conn.execute(insert(bundles).values(bundle_id=bundle_id, **values))
+            else:
+                await conn.execute(update(bundles).where(bundles.c.bundle_id == bundle_id).values(**values))
+        except IntegrityError as exc:
+            raise ConcurrencyConflict(stream_id) from exc
+        return await event_store.insert_sealed(conn, sealed)
+
+    # ------------------------------------------------------------ cleanup
+
+    async def cleanup(self, *, include_live: bool, older_than: int | None, node: str) -> list[str]:
+        """Delete terminal (or all) jobs, each with its `jobs_cleaned` audit event (SPEC §11)."""
+        cutoff = None if older_than is None else self.clock() - older_than * 1000
+        deleted: list[str] = []
+        for job_id in await self._cleanup_candidates(include_live, cutoff):
+            if include_live:
+                try:
+                    await self.execute(job_id, CancelJob(CANCELLED_BY_CLEANUP))
+                except Rejected:
+                    pass
+            if await self._delete_job(job_id, include_live, cutoff, older_than, node):
+                deleted.append(job_id)
+        return sorted(deleted)
+
+    async def _cleanup_candidates(self, include_live: bool, cutoff: int | None) -> list[str]:
+        from app.domain.canonical import format_ms
+
+        query = select(jobs.c.job_id).order_by(jobs.c.job_id)
+        if not include_live:
+            query = query.where(jobs.c.status.in_(sorted(ev.TERMINAL_STATUSES)))
+        if cutoff is not None:
+            query = query.where(jobs.c.updated_at <= format_ms(cutoff))
+        async with self.db.read() as conn:
+            return [r.job_id for r in await conn.execute(query)]
+
+    async def _delete_job(
+        self, job_id: str, include_live: bool, cutoff: int | None, older_than: int | None, node: str
+    ) -> bool:
+        from app.domain.canonical import format_ms
+        from app.store.tables import events
+
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                async with self.db.write() as conn:
+                    job = await projector.load_job(conn, job_id, lock=True)
+                    if job is None or (not include_live and not job.terminal):
+                        return False
+                    if cutoff is not None and job.updated_at > format_ms(cutoff):
+                        return False
+                    await conn.execute(delete(events).where(events.c.stream_id == job_id))
+                    await conn.execute(delete(agents).where(agents.c.job_id == job_id))
+                    await conn.execute(delete(jobs).where(jobs.c.job_id == job_id))
+                    await leases.drop_job(conn, job_id)
+                    audit = NewEvent(
+                        ev.JOBS_CLEANED,
+                        {
+                            "job_ids": [job_id],
+                            "event_counts": {job_id: job.last_sequence},
+                            "last_hashes": {job_id: job.last_hash},
+                            "statuses": {job_id: job.status},
+                            "requested_all": include_live,
+                            "older_than": older_than,
+                            "node": node,
+                        },
+                    )
+                    recorded = await self._append_other(conn, ev.SYSTEM_STREAM, [audit])
+            except ConcurrencyConflict:
+                continue
+            self._notify(ev.SYSTEM_STREAM, recorded)
+            return True
+        raise ConcurrencyConflict(ev.SYSTEM_STREAM)

@@ -1,0 +1,92 @@
+"""Engines, transactions and dialect setup: the only place that knows SQLite from Postgres."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or written; the detail never names credentials."""
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Autocommit at the driver level so that our own BEGIN statements are the transactions.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # Appendix B.5: a 2xx means the events are on disk.
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_engine(url: str, *, begin: str, pool_size: int) -> AsyncEngine:
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=120)
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
+
+    event.listen(engine.sync_engine, "begin", _begin)
+    return engine
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when an exception means the database is unreachable or not writable."""
+    if isinstance(exc, DatabaseUnavailable | OperationalError | InterfaceError | ConnectionError | OSError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated)
+    name = type(exc).__name__
+    return name in {"CannotConnectNowError", "ConnectionDoesNotExistError", "TooManyConnectionsError"}
+
+
+class Database:
+    """A writer and a reader engine over one database URL."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        if self.dialect == "sqlite":
+            # One writer connection per process; BEGIN IMMEDIATE takes the file's write lock up
+            # front so that concurrent processes queue instead of failing on lock upgrade.
+            self.writer = _sqlite_engine(url, begin="BEGIN IMMEDIATE", pool_size=1)
+            self.reader = _sqlite_engine(url, begin="BEGIN", pool_size=4)
+        elif self.dialect == "postgresql":
+            self.writer = create_async_engine(
+                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False, pool_timeout=30
+            )
+            self.reader = self.writer
+        else:
+            raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
+
+    @property
+    def is_postgres(self) -> bool:
+        """True on Postgres."""
+        return self.dialect == "postgresql"
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction: committed when the block exits normally, rolled back otherwise."""
+        async with self.writer.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction over one consistent snapshot."""
+        async with self.reader.connect() as conn, conn.begin():
+            yield conn
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()

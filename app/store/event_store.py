@@ -1,0 +1,171 @@
+"""The append-only event log: appends with optimistic concurrency and hash chain, and reads."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, and_, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.domain.canonical import canonical_json, event_hash, format_ms, parse_ms
+from app.domain.events import Event, NewEvent
+from app.store.tables import event_positions, events
+
+
+class ConcurrencyConflict(Exception):
+    """Another writer appended to the stream (or took the key) first; re-read and re-decide."""
+
+
+@dataclass(frozen=True)
+class StreamHead:
+    """Where a stream ends: the next append continues from here."""
+
+    sequence: int = 0
+    hash: str = ""
+    timestamp: str | None = None
+
+
+EMPTY = StreamHead()
+
+
+def row_to_event(row: Row[Any]) -> Event:
+    """Map an `events` row to an Event."""
+    return Event(
+        position=row.position,
+        stream_id=row.stream_id,
+        sequence=row.sequence,
+        event_id=row.event_id,
+        type=row.type,
+        timestamp=row.timestamp,
+        job_id=row.job_id,
+        agent_id=row.agent_id,
+        payload=json.loads(row.payload),
+        hash=row.hash,
+    )
+
+
+def _seal(
+    stream_id: str, job_id: str | None, head: StreamHead, new_events: Sequence[NewEvent], now_ms: int
+) -> list[Event]:
+    # Timestamps never decrease within a stream (SPEC §1.3): a clock that stepped back is
+    # raised to the previous event's timestamp.
+    floor = parse_ms(head.timestamp) if head.timestamp else 0
+    timestamp = format_ms(max(now_ms, floor))
+    sealed: list[Event] = []
+    prev = head.hash
+    for offset, new in enumerate(new_events, start=1):
+        event_id = str(uuid.uuid4())
+        sequence = head.sequence + offset
+        digest = event_hash(
+            prev_hash=prev,
+            stream_id=stream_id,
+            sequence=sequence,
+            event_id=event_id,
+            type_=new.type,
+            timestamp=timestamp,
+            agent_id=new.agent_id,
+            payload=new.payload,
+        )
+        sealed.append(
+            Event(0, stream_id, sequence, event_id, new.type, timestamp, job_id, new.agent_id, new.payload, digest)
+        )
+        prev = digest
+    return sealed
+
+
+def seal(
+    stream_id: str, job_id: str | None, head: StreamHead, new_events: Sequence[NewEvent], now_ms: int
+) -> list[Event]:
+    """Give decided events their sequence, id, timestamp and chain hash (position comes last)."""
+    return _seal(stream_id, job_id, head, new_events, now_ms)
+
+
+async def insert_sealed(conn: AsyncConnection, sealed: Sequence[Event]) -> list[Event]:
+    """Insert sealed events with their global positions; raise ConcurrencyConflict on a taken key.
+
+    Call this as the LAST work of the transaction. Positions come from the counter row, whose
+    row lock is held until COMMIT, so positions are handed out in commit order: a reader
+    tailing `position > cursor` can never see a larger position commit before a smaller one
+    (DESIGN §2 invariant 4). The window serialised by that lock is just this UPDATE, the INSERT
+    and the COMMIT. (On SQLite, BEGIN IMMEDIATE serialises whole write transactions anyway.)
+    """
+    if not sealed:
+        return []
+    result = await conn.execute(
+        update(event_positions)
+        .where(event_positions.c.id == 1)
+        .values(last_position=event_positions.c.last_position + len(sealed))
+        .returning(event_positions.c.last_position)
+    )
+    first = result.scalar_one() - len(sealed) + 1
+    recorded = [
+        Event(first + i, e.stream_id, e.sequence, e.event_id, e.type, e.timestamp, e.job_id, e.agent_id, e.payload, e.hash)
+        for i, e in enumerate(sealed)
+    ]
+    rows = [
+        {
+            "position": e.position,
+            "stream_id": e.stream_id,
+            "sequence": e.sequence,
+            "event_id": e.event_id,
+            "type": e.type,
+            "timestamp": e.timestamp,
+            "job_id": e.job_id,
+            "agent_id": e.agent_id,
+            "payload": canonical_json(e.payload),
+            "hash": e.hash,
+        }
+        for e in recorded
+    ]
+    try:
+        await conn.execute(insert(events), rows)
+    except IntegrityError as exc:
+        raise ConcurrencyConflict(sealed[0].stream_id) from exc
+    return recorded
+
+
+async def stream_head(conn: AsyncConnection, stream_id: str) -> StreamHead:
+    """Return the head of any stream by reading its last event."""
+    row = (
+        await conn.execute(
+            select(events.c.sequence, events.c.hash, events.c.timestamp)
+            .where(events.c.stream_id == stream_id)
+            .order_by(events.c.sequence.desc())
+            .limit(1)
+        )
+    ).first()
+    return EMPTY if row is None else StreamHead(row.sequence, row.hash, row.timestamp)
+
+
+async def read_stream(
+    conn: AsyncConnection, stream_id: str, *, after: int = 0, limit: int | None = None, newest_first: bool = False
+) -> list[Event]:
+    """Events of one stream with sequence > after, in sequence order (or newest first)."""
+    order = events.c.sequence.desc() if newest_first else events.c.sequence.asc()
+    query = (
+        select(events)
+        .where(and_(events.c.stream_id == stream_id, events.c.sequence > after))
+        .order_by(order)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return [row_to_event(r) for r in (await conn.execute(query)).all()]
+
+
+async def read_job_events(
+    conn: AsyncConnection, *, after: int = 0, limit: int | None = None
+) -> list[Event]:
+    """Job-stream events with position > after, in position order (the global feed)."""
+    query = (
+        select(events)
+        .where(and_(events.c.position > after, events.c.job_id.is_not(None)))
+        .order_by(events.c.position)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return [row_to_event(r) for r in (await conn.execute(query)).all()]

@@ -1,0 +1,155 @@
+"""Job leases with fencing tokens (DESIGN §2 invariant 8): claim, take over, renew, release, check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.store.tables import executor_leases, job_leases
+
+
+@dataclass(frozen=True)
+class Fence:
+    """The lease a node holds on a job: its incarnation and the fencing token it took."""
+
+    incarnation: str
+    token: int
+
+
+@dataclass(frozen=True)
+class TakenLease:
+    """A lease just taken over from an expired or released one."""
+
+    fence: Fence
+    from_node: str
+    released: bool
+
+
+class LeaseLost(Exception):
+    """The node no longer holds the job's lease: it must stop the job without writing."""
+
+
+async def check_fence(conn: AsyncConnection, job_id: str, fence: Fence, now_ms: int) -> None:
+    """Raise LeaseLost unless `fence` is the job's current, unexpired, unreleased lease.
+
+    On Postgres the lease row is read FOR SHARE: a take-over (an UPDATE of that row) waits until
+    this transaction ends, so a node can never commit a step after another node took the job.
+    """
+    query = select(job_leases.c.token).where(
+        and_(
+            job_leases.c.job_id == job_id,
+            job_leases.c.incarnation == fence.incarnation,
+            job_leases.c.token == fence.token,
+            job_leases.c.released.is_(False),
+            job_leases.c.expires_at_ms > now_ms,
+        )
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(read=True)
+    if (await conn.execute(query)).first() is None:
+        raise LeaseLost(job_id)
+
+
+async def claim(
+    conn: AsyncConnection, job_id: str, *, node: str, incarnation: str, now_ms: int, ttl_ms: int
+) -> Fence | None:
+    """Take the lease of a job that has none; None if another node holds it."""
+    try:
+        async with conn.begin_nested():
+            await conn.execute(
+                insert(job_leases).values(
+                    job_id=job_id,
+                    node=node,
+                    incarnation=incarnation,
+                    token=1,
+                    expires_at_ms=now_ms + ttl_ms,
+                    released=False,
+                )
+            )
+    except IntegrityError:
+        return None
+    return Fence(incarnation, 1)
+
+
+async def take_over(
+    conn: AsyncConnection, job_id: str, *, node: str, incarnation: str, now_ms: int, ttl_ms: int
+) -> TakenLease | None:
+    """Take an expired or released lease with a new fencing token; None if it is still held."""
+    current = (
+        await conn.execute(select(job_leases).where(job_leases.c.job_id == job_id))
+    ).first()
+    if current is None or not (current.released or current.expires_at_ms <= now_ms):
+        return None
+    result = await conn.execute(
+        update(job_leases)
+        .where(
+            and_(
+                job_leases.c.job_id == job_id,
+                job_leases.c.token == current.token,
+                or_(job_leases.c.released.is_(True), job_leases.c.expires_at_ms <= now_ms),
+            )
+        )
+        .values(
+            node=node,
+            incarnation=incarnation,
+            token=current.token + 1,
+            expires_at_ms=now_ms + ttl_ms,
+            released=False,
+        )
+        .returning(job_leases.c.token)
+    )
+    row = result.first()
+    if row is None:
+        return None
+    return TakenLease(Fence(incarnation, row.token), current.node, bool(current.released))
+
+
+async def renew_all(conn: AsyncConnection, incarnation: str, *, now_ms: int, ttl_ms: int) -> None:
+    """Extend every unexpired, unreleased lease of this incarnation."""
+    await conn.execute(
+        update(job_leases)
+        .where(
+            and_(
+                job_leases.c.incarnation == incarnation,
+                job_leases.c.released.is_(False),
+                job_leases.c.expires_at_ms > now_ms,
+            )
+        )
+        .values(expires_at_ms=now_ms + ttl_ms)
+    )
+
+
+async def held_tokens(conn: AsyncConnection, incarnation: str, now_ms: int) -> dict[str, int]:
+    """job_id → token of every lease this incarnation still validly holds."""
+    rows = await conn.execute(
+        select(job_leases.c.job_id, job_leases.c.token).where(
+            and_(
+                job_leases.c.incarnation == incarnation,
+                job_leases.c.released.is_(False),
+                job_leases.c.expires_at_ms > now_ms,
+            )
+        )
+    )
+    return {r.job_id: r.token for r in rows}
+
+
+async def release(conn: AsyncConnection, job_id: str, fence: Fence, *, now_ms: int, graceful: bool) -> None:
+    """Give a lease up: mark it released (graceful shutdown) or delete it (job finished)."""
+    where = and_(
+        job_leases.c.job_id == job_id,
+        job_leases.c.incarnation == fence.incarnation,
+        job_leases.c.token == fence.token,
+    )
+    if graceful:
+        await conn.execute(update(job_leases).where(where).values(released=True, expires_at_ms=now_ms))
+    else:
+        await conn.execute(delete(job_leases).where(where))
+
+
+async def drop_job(conn: AsyncConnection, job_id: str) -> None:
+    """Remove every operational row of a job (terminal event or cleanup)."""
+    await conn.execute(delete(job_leases).where(job_leases.c.job_id == job_id))
+    await conn.execute(delete(executor_leases).where(executor_leases.c.job_id == job_id))

@@ -1,0 +1,113 @@
+"""Persistence of the job/agent projections computed by `app.domain.projection`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import fields
+from typing import Any
+
+from sqlalchemy import Row, and_, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import Select
+
+from app.domain.canonical import canonical_json
+from app.domain.projection import AgentView, JobProjection, JobView
+from app.store.tables import agents, jobs
+
+_JOB_FIELDS = tuple(f.name for f in fields(JobView))
+_AGENT_FIELDS = tuple(f.name for f in fields(AgentView))
+_JOB_JSON = frozenset({"root_agent_ids", "result", "nodes", "manifest_ref", "bundle", "sandbox_names"})
+_JOB_TUPLES = frozenset({"root_agent_ids", "nodes", "sandbox_names"})
+_AGENT_JSON = frozenset({"state"})
+
+
+def _dump(value: Any) -> str | None:
+    return None if value is None else canonical_json(list(value) if isinstance(value, tuple) else value)
+
+
+def job_to_row(job: JobView) -> dict[str, Any]:
+    """The `jobs` row of a JobView."""
+    return {f: (_dump(getattr(job, f)) if f in _JOB_JSON else getattr(job, f)) for f in _JOB_FIELDS}
+
+
+def agent_to_row(agent: AgentView) -> dict[str, Any]:
+    """The `agents` row of an AgentView."""
+    return {f: (_dump(getattr(agent, f)) if f in _AGENT_JSON else getattr(agent, f)) for f in _AGENT_FIELDS}
+
+
+def _load(value: str | None) -> Any:
+    return None if value is None else json.loads(value)
+
+
+def row_to_job(row: Row[Any]) -> JobView:
+    """The JobView of a `jobs` row."""
+    values: dict[str, Any] = {}
+    for f in _JOB_FIELDS:
+        raw = getattr(row, f)
+        if f in _JOB_JSON:
+            raw = _load(raw)
+            if f in _JOB_TUPLES:
+                raw = tuple(raw)
+        values[f] = raw
+    values["daemon"] = bool(values["daemon"])
+    return JobView(**values)
+
+
+def row_to_agent(row: Row[Any]) -> AgentView:
+    """The AgentView of an `agents` row."""
+    values = {f: (_load(getattr(row, f)) if f in _AGENT_JSON else getattr(row, f)) for f in _AGENT_FIELDS}
+    return AgentView(**values)
+
+
+def job_query(job_id: str) -> Select[Any]:
+    """SELECT of one job row."""
+    return select(jobs).where(jobs.c.job_id == job_id)
+
+
+async def load_job(conn: AsyncConnection, job_id: str, *, lock: bool) -> JobView | None:
+    """Load a job row; with `lock`, hold its row lock (Postgres) until the transaction ends."""
+    query = job_query(job_id)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    return None if row is None else row_to_job(row)
+
+
+async def load_agents(conn: AsyncConnection, job_id: str, agent_ids: Iterable[str]) -> dict[str, AgentView]:
+    """Load the named agent rows of a job (missing ids are left out)."""
+    wanted = sorted(set(agent_ids))
+    if not wanted:
+        return {}
+    result: dict[str, AgentView] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        rows = await conn.execute(
+            select(agents).where(and_(agents.c.job_id == job_id, agents.c.agent_id.in_(chunk)))
+        )
+        result.update({r.agent_id: row_to_agent(r) for r in rows})
+    return result
+
+
+async def save(conn: AsyncConnection, before: JobProjection | None, after: JobProjection) -> None:
+    """Write what changed between two projections of one job."""
+    if before is None:
+        await conn.execute(insert(jobs), [job_to_row(after.job)])
+        new_agents = [agent_to_row(a) for a in after.agents.values()]
+        for start in range(0, len(new_agents), 1000):
+            await conn.execute(insert(agents), new_agents[start : start + 1000])
+        return
+    row = job_to_row(after.job)
+    del row["job_id"]
+    await conn.execute(update(jobs).where(jobs.c.job_id == after.job.job_id).values(**row))
+    for agent_id, agent in after.agents.items():
+        if before.agents.get(agent_id) is agent:
+            continue
+        values = agent_to_row(agent)
+        for key in ("job_id", "agent_id"):
+            del values[key]
+        await conn.execute(
+            update(agents)
+            .where(and_(agents.c.job_id == agent.job_id, agents.c.agent_id == agent_id))
+            .values(**values)
+        )
