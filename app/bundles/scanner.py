@@ -1,0 +1,214 @@
+"""Reading bundle directories from disk (SPEC §9.1–§9.2, §9.5 step 3, §5.7); no database."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeGuard
+
+from app.bundles.fingerprint import MANIFEST_NAME, PAYLOADS_NAME, fingerprint_of
+from app.domain.manifest import UploadCheck, normalize_manifest, validate_manifest
+
+RELOAD_MODES = ("manual", "interval")
+DEFAULT_RELOAD_MODE = "manual"
+DEFAULT_RELOAD_INTERVAL_SECONDS = 60
+MAX_JSON_DEPTH = 512
+
+
+@dataclass(frozen=True, slots=True)
+class BundleCandidate:
+    """A bundle directory whose manifest passed validation, ready to register or reload."""
+
+    path: str
+    bundle_id: str
+    raw_manifest: dict[str, Any]
+    manifest: dict[str, Any]
+    fingerprint: str
+    payload_files: list[str]
+    reload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BundleProblem:
+    """A bundle directory that cannot be accepted, with the §5.7/§5.6 messages in order."""
+
+    errors: list[str]
+    fingerprint: str | None
+
+
+def read_bundle_dir(
+    path: Path,
+    *,
+    expected_bundle_id: str | None = None,
+    reload_mode_override: str | None = None,
+    reload_interval_override: float | None = None,
+) -> BundleCandidate | BundleProblem:
+    """Load, fingerprint and validate one bundle directory.
+
+    With `expected_bundle_id` (a reload) the manifest's graph_id must equal it. The overrides are
+    MIRROR_NEURON_BUNDLE_RELOAD_MODE / _INTERVAL_SECONDS when set.
+    """
+    bundle_dir = Path(os.path.abspath(path))
+    manifest_path = bundle_dir / MANIFEST_NAME
+    payloads_dir = bundle_dir / PAYLOADS_NAME
+    if not manifest_path.is_file():
+        return BundleProblem([f"job folder is missing manifest.json: {manifest_path}"], None)
+    try:
+        manifest_bytes = manifest_path.read_bytes()
+    except OSError as exc:
+        return BundleProblem([f"manifest.json is not valid JSON: {exc.strerror or exc}"], None)
+    digest, payload_files = fingerprint_of(manifest_bytes, payloads_dir)
+    if not payloads_dir.is_dir():
+        return BundleProblem([f"job folder is missing payloads/: {payloads_dir}"], digest)
+    raw = _parse_manifest(manifest_bytes)
+    if isinstance(raw, str):
+        return BundleProblem([raw], digest)
+    errors = validate_manifest(raw, has_bundle=True, resolve_upload=payload_resolver(payloads_dir))
+    if expected_bundle_id is not None and raw.get("graph_id") != expected_bundle_id:
+        errors.append(
+            f'graph_id "{_render(raw.get("graph_id"))}" does not match bundle_id "{expected_bundle_id}"'
+        )
+    if errors:
+        return BundleProblem(errors, digest)
+    manifest = normalize_manifest(raw)
+    return BundleCandidate(
+        path=str(bundle_dir),
+        bundle_id=manifest["graph_id"],
+        raw_manifest=raw,
+        manifest=manifest,
+        fingerprint=digest,
+        payload_files=payload_files,
+        reload=effective_reload(manifest.get("reload"), reload_mode_override, reload_interval_override),
+    )
+
+
+def scan_bundles_dir(
+    root: Path,
+    *,
+    reload_mode_override: str | None = None,
+    reload_interval_override: float | None = None,
+) -> tuple[list[BundleCandidate], list[str]]:
+    """Return the accepted bundles under `root` (§9.2) and one warning line per skipped directory.
+
+    Immediate subdirectories containing manifest.json are read in ascending name order; the first
+    directory to claim a graph_id wins.
+    """
+    if not root.is_dir():
+        return [], [f"bundles directory does not exist: {os.path.abspath(root)}"]
+    accepted: dict[str, BundleCandidate] = {}
+    log_lines: list[str] = []
+    for directory in _bundle_dirs(root):
+        found = read_bundle_dir(
+            directory,
+            reload_mode_override=reload_mode_override,
+            reload_interval_override=reload_interval_override,
+        )
+        where = os.path.abspath(directory)
+        if isinstance(found, BundleProblem):
+            log_lines.append(f"skipping bundle directory {where}: {'; '.join(found.errors)}")
+        elif found.bundle_id in accepted:
+            first = accepted[found.bundle_id].path
+            log_lines.append(
+                f'skipping bundle directory {where}: graph_id "{found.bundle_id}" is already provided by {first}'
+            )
+        else:
+            accepted[found.bundle_id] = found
+    return list(accepted.values()), log_lines
+
+
+def payload_resolver(payloads_dir: Path) -> Callable[[str], UploadCheck]:
+    """Return the upload-source check of §5.6 rules 7.4 and 7.6 for one bundle's payloads/.
+
+    Relative sources resolve against payloads/, absolute ones are taken as given; symlinks are
+    followed, and the result counts as inside when it is payloads/ itself or lies below it.
+    """
+    root = os.path.realpath(payloads_dir)
+
+    def resolve(source: str) -> UploadCheck:
+        resolved = os.path.realpath(os.path.join(root, source))
+        inside = resolved == root or resolved.startswith(root.rstrip(os.sep) + os.sep)
+        return UploadCheck(inside=inside, absolute_path=resolved, exists=os.path.exists(resolved))
+
+    return resolve
+
+
+def effective_reload(
+    manifest_reload: object,
+    mode_override: str | None,
+    interval_override: float | None,
+) -> dict[str, Any]:
+    """Return {"mode", "interval_seconds"}: the manifest's values (defaults when invalid), then overrides."""
+    given = manifest_reload if isinstance(manifest_reload, dict) else {}
+    mode = mode_override if mode_override in RELOAD_MODES else given.get("mode")
+    interval = interval_override if _positive_seconds(interval_override) else given.get("interval_seconds")
+    return {
+        "mode": mode if mode in RELOAD_MODES else DEFAULT_RELOAD_MODE,
+        "interval_seconds": _whole(interval)
+        if _positive_seconds(interval)
+        else DEFAULT_RELOAD_INTERVAL_SECONDS,
+    }
+
+
+def _positive_seconds(value: object) -> TypeGuard[int | float]:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and value > 0
+
+
+def _whole(seconds: int | float) -> int | float:
+    return int(seconds) if isinstance(seconds, float) and seconds.is_integer() else seconds
+
+
+def _bundle_dirs(root: Path) -> list[Path]:
+    found = [entry for entry in root.iterdir() if entry.is_dir() and (entry / MANIFEST_NAME).exists()]
+    return sorted(found, key=lambda entry: entry.name.encode("utf-8", "surrogateescape"))
+
+
+def _parse_manifest(data: bytes) -> dict[str, Any] | str:
+    """Return the manifest object, or the one §5.7 message explaining why there is none."""
+    try:
+        value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        detail = "nesting deeper than 512 levels" if isinstance(exc, RecursionError) else str(exc)
+        return f"manifest.json is not valid JSON: {detail}"
+    unsupported = _unsupported_content(value)
+    if unsupported is not None:
+        return f"manifest.json is not valid JSON: {unsupported}"
+    if not isinstance(value, dict):
+        return "manifest.json must contain a JSON object"
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid JSON value")
+
+
+def _unsupported_content(value: Any) -> str | None:
+    # The same limits as request bodies (SPEC Appendix B.3–B.4): the manifest ends up in events.
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "NUL characters (\\u0000) are not supported"
+            continue
+        if not isinstance(item, dict | list):
+            continue
+        if depth > MAX_JSON_DEPTH:
+            return "nesting deeper than 512 levels"
+        children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+        pending.extend((child, depth + 1) for child in children)
+    return None
+
+
+def _render(value: object) -> str:
+    # §5.6 placeholder rendering: a string as is, null/missing as empty text, anything else as JSON.
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
