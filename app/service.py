@@ -8,18 +8,22 @@ load–decide–append a bounded number of times.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.bundles import scanner
+from app.config import Settings
 from app.domain import events as ev
 from app.domain.bundle import BundleVersion, decide_reload, decide_scan, project_bundle
 from app.domain.canonical import canonical_json
@@ -39,6 +43,8 @@ from app.domain.job import (
 )
 from app.domain.projection import JobProjection, fold
 from app.store import event_store, leases, projector
+from app.store import nodes as nodes_store
+from app.store.nodes import NodeRow
 from app.store.database import Database
 from app.store.event_store import ConcurrencyConflict, StreamHead
 from app.store.leases import Fence
@@ -201,6 +207,19 @@ class Service:
             ).first()
         return None if row is None else (row.job_id, row.status, row.request_sha256)
 
+    async def release_job(self, job_id: str, fence: Fence, *, graceful: bool, lease_lost: bool) -> None:
+        """An owner stopped running a job: drop its executor lease rows and give the job lease up."""
+        from app.store.tables import executor_leases
+
+        async with self.db.write() as conn:
+            await conn.execute(
+                delete(executor_leases).where(
+                    and_(executor_leases.c.job_id == job_id, executor_leases.c.incarnation == fence.incarnation)
+                )
+            )
+            if not lease_lost:
+                await leases.release(conn, job_id, fence, now_ms=self.clock(), graceful=graceful)
+
     # ------------------------------------------------------------ other streams
 
     async def append_system(self, new_events: Sequence[NewEvent]) -> list[Event]:
@@ -355,3 +374,114 @@ class Service:
             self._notify(ev.SYSTEM_STREAM, recorded)
             return True
         raise ConcurrencyConflict(ev.SYSTEM_STREAM)
+
+
+class NodeRegistry:
+    """Node lifecycle writes: the operational row and its `system` audit event in one transaction."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    async def register(self, row: NodeRow, payload: dict[str, Any]) -> None:
+        """Upsert the node row and append `node_registered`."""
+        await self._with_event(lambda conn: nodes_store.upsert(conn, row), ev.NODE_REGISTERED, payload)
+
+    async def stopped(self, name: str, incarnation: str) -> None:
+        """Mark the node stopped and append `node_stopped`."""
+        now = self.service.clock()
+        payload = {"node": name, "incarnation": incarnation}
+        await self._with_event(
+            lambda conn: nodes_store.mark_stopped(conn, name, incarnation, now), ev.NODE_STOPPED, payload
+        )
+
+    async def expire(self, detected_by: str, ttl_ms: int) -> list[str]:
+        """Mark nodes with an expired heartbeat lost, one `node_lost` each; return their names."""
+        from app.domain.canonical import format_ms
+
+        db = self.service.db
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                async with db.write() as conn:
+                    lost = await nodes_store.expire(conn, self.service.clock(), ttl_ms)
+                    audit = [
+                        NewEvent(
+                            ev.NODE_LOST,
+                            {
+                                "node": n["node"],
+                                "incarnation": n["incarnation"],
+                                "last_heartbeat_at": format_ms(n["last_heartbeat_ms"]),
+                                "detected_by": detected_by,
+                            },
+                        )
+                        for n in lost
+                    ]
+                    if audit:
+                        await self.service._append_other(conn, ev.SYSTEM_STREAM, audit)
+                return [n["node"] for n in lost]
+            except ConcurrencyConflict:
+                continue
+        raise ConcurrencyConflict(ev.SYSTEM_STREAM)
+
+    async def _with_event(
+        self, write: Callable[[AsyncConnection], Awaitable[Any]], type_: str, payload: dict[str, Any]
+    ) -> None:
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                async with self.service.db.write() as conn:
+                    await write(conn)
+                    await self.service._append_other(conn, ev.SYSTEM_STREAM, [NewEvent(type_, payload)])
+                return
+            except ConcurrencyConflict:
+                continue
+        raise ConcurrencyConflict(ev.SYSTEM_STREAM)
+
+
+class BundleRegistry:
+    """Bundle scans and reloads: read the directory, then record the outcome through the service."""
+
+    def __init__(self, service: Service, settings: Settings, node: str) -> None:
+        self.service = service
+        self.settings = settings
+        self.node = node
+
+    def _overrides(self) -> dict[str, Any]:
+        return {
+            "reload_mode_override": self.settings.bundle_reload_mode,
+            "reload_interval_override": self.settings.bundle_reload_interval_seconds,
+        }
+
+    async def scan(self) -> list[str]:
+        """Startup scan of MIRROR_NEURON_BUNDLES_DIR (SPEC §9.2); returns the log lines of skipped dirs."""
+        root = self.settings.bundles_dir
+        if root is None:
+            return []
+        candidates, problems = await asyncio.to_thread(scanner.scan_bundles_dir, root, **self._overrides())
+        for candidate in candidates:
+            await self.service.scan_bundle(_version(candidate), self.node)
+        return problems
+
+    async def reload(self, bundle_id: str, path: str, reason: str) -> tuple[list[Event], list[str] | None]:
+        """Re-read a registered bundle (SPEC §9.5); returns the events and the errors if rejected."""
+        found = await asyncio.to_thread(
+            scanner.read_bundle_dir, Path(path), expected_bundle_id=bundle_id, **self._overrides()
+        )
+        if isinstance(found, scanner.BundleCandidate):
+            recorded = await self.service.reload_bundle(
+                bundle_id, version=_version(found), fingerprint=found.fingerprint, errors=[], reason=reason, node=self.node
+            )
+            return recorded, None
+        recorded = await self.service.reload_bundle(
+            bundle_id, version=None, fingerprint=found.fingerprint, errors=found.errors, reason=reason, node=self.node
+        )
+        return recorded, found.errors
+
+
+def _version(candidate: scanner.BundleCandidate) -> BundleVersion:
+    return BundleVersion(
+        bundle_id=candidate.bundle_id,
+        path=candidate.path,
+        fingerprint=candidate.fingerprint,
+        manifest=candidate.manifest,
+        reload=candidate.reload,
+        payload_files=tuple(candidate.payload_files),
+    )

@@ -1,0 +1,383 @@
+"""`mirror-neuron` command line: serve, worker, migrate, rebuild, verify, submit, jobs, events."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from app.config import ConfigError, Settings
+
+log = logging.getLogger("mirror_neuron")
+
+EXIT_OK, EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE = 0, 1, 2, 2
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        print(f"mirror-neuron: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=getattr(logging, settings.log_level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+# ------------------------------------------------------------------ server side
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        print(f"mirror-neuron: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(EXIT_FAILED) from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def _migrate_if_asked(settings: Settings, db: Any) -> None:
+    from app.store.migrate import upgrade_to_head
+
+    if settings.auto_migrate:
+        await upgrade_to_head(db.writer)
+
+
+async def _start_node_when_ready(node: Any, stop: asyncio.Event) -> bool:
+    """Register the node; without a migrated database keep trying (readiness says 503 meanwhile)."""
+    while not stop.is_set():
+        try:
+            await node.start()
+            return True
+        except Exception as exc:  # database down or not migrated yet
+            log.warning("node start failed (%s); retrying in 2 s", type(exc).__name__)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=2)
+            except TimeoutError:
+                pass
+    return False
+
+
+async def _serve(settings: Settings, *, api: bool) -> int:
+    from app.runtime.node import Node
+    from app.service import Service
+    from app.store.database import Database
+
+    sock = _bind(settings.api_host, settings.api_port) if api else None
+    db = Database(settings.database_url)
+    try:
+        await _migrate_if_asked(settings, db)
+    except Exception as exc:
+        log.error("migration failed: %s", type(exc).__name__)
+        await db.dispose()
+        return EXIT_FAILED
+    service = Service(db)
+    node = Node(settings, db, service)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    starter = asyncio.create_task(_start_node_when_ready(node, stop))
+    server_task = None
+    server = None
+    if sock is not None:
+        import uvicorn
+
+        from app.http.app import create_app
+
+        app = create_app(settings, db, service, node_name=node.name)
+        config = uvicorn.Config(
+            app, log_level="warning", lifespan="off", timeout_graceful_shutdown=10, access_log=False
+        )
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        server_task = asyncio.create_task(server.serve(sockets=[sock]))
+        log.info("listening on http://%s:%s/api/v1", settings.api_host, settings.api_port)
+    fenced = asyncio.create_task(node.fenced_out.wait())
+    waiters = [asyncio.create_task(stop.wait()), fenced]
+    if server_task is not None:
+        waiters.append(server_task)  # type: ignore[arg-type]
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    stop.set()
+    if server is not None and server_task is not None:
+        server.should_exit = True
+        await asyncio.gather(server_task, return_exceptions=True)
+    started = await starter
+    if started:
+        await node.stop()
+    for waiter in waiters:
+        waiter.cancel()
+    await db.dispose()
+    return EXIT_FAILED if node.fenced_out.is_set() else EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """API + runtime (as configured)."""
+    settings = _settings()
+    _logging(settings)
+    return asyncio.run(_serve(settings, api=settings.api_enabled))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Runtime only, no HTTP."""
+    env = dict(os.environ, MIRROR_NEURON_API_ENABLED="0")
+    try:
+        settings = Settings.from_env(env)
+    except ConfigError as exc:
+        print(f"mirror-neuron: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    _logging(settings)
+    return asyncio.run(_serve(settings, api=False))
+
+
+async def _with_db(work: Any) -> Any:
+    from app.store.database import Database
+
+    db = Database(_settings().database_url)
+    try:
+        return await work(db)
+    finally:
+        await db.dispose()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Upgrade the database to the newest migration."""
+    from app.store.migrate import head_revision, upgrade_to_head
+
+    async def work(db: Any) -> None:
+        await upgrade_to_head(db.writer)
+
+    asyncio.run(_with_db(work))
+    print(f"database at revision {head_revision()}")
+    return EXIT_OK
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    """Drop and replay every projection."""
+    from app.store.rebuild import rebuild
+
+    started = time.monotonic()
+    count = asyncio.run(_with_db(rebuild))
+    elapsed = time.monotonic() - started
+    print(f"rebuilt projections from {count} events in {elapsed:.2f} s")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Fold the log into scratch rows and diff against the live projections."""
+    from app.store.rebuild import verify
+
+    differences = asyncio.run(_with_db(verify))
+    for line in differences:
+        print(line)
+    if differences:
+        print(f"verify: {len(differences)} difference(s)", file=sys.stderr)
+        return EXIT_FAILED
+    print("verify: projections match the event log")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ client side
+
+
+class ApiError(Exception):
+    """An HTTP error answer."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(f"HTTP {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+def _base_url(args: argparse.Namespace) -> str:
+    if args.url:
+        return str(args.url).rstrip("/")
+    port = os.environ.get("MIRROR_NEURON_API_PORT", "4000")
+    return f"http://127.0.0.1:{port}"
+
+
+def _request(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(_base_url(args) + path, data=data, method=method)
+    request.add_header("Accept", "application/json")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    token = args.token or os.environ.get("MIRROR_NEURON_API_TOKEN")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = raw.decode(errors="replace")
+        raise ApiError(exc.code, parsed) from None
+    except urllib.error.URLError as exc:
+        raise ApiError(0, {"error": f"cannot reach {_base_url(args)}: {exc.reason}"}) from None
+
+
+def _print_error(exc: ApiError) -> None:
+    body = exc.body
+    if isinstance(body, dict):
+        print(f"error: {body.get('error')}", file=sys.stderr)
+        for line in body.get("errors", []) or []:
+            print(f"  - {line}", file=sys.stderr)
+    else:
+        print(f"error: {body}", file=sys.stderr)
+
+
+def _submission(target: str | None, bundle: str | None) -> dict[str, Any]:
+    if bundle:
+        return {"bundle_id": bundle}
+    assert target is not None
+    path = Path(target)
+    if path.is_dir():
+        manifest_path = path / "manifest.json"
+        if not manifest_path.is_file():
+            raise SystemExit(f"error: {path} has no manifest.json")
+        graph_id = json.loads(manifest_path.read_text()).get("graph_id")
+        if not isinstance(graph_id, str) or not graph_id:
+            raise SystemExit(f"error: {manifest_path} has no graph_id")
+        return {"bundle_id": graph_id}
+    if not path.is_file():
+        raise SystemExit(f"error: {path} does not exist")
+    try:
+        body = json.loads(path.read_text())
+    except ValueError as exc:
+        raise SystemExit(f"error: {path} is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise SystemExit(f"error: {path} must contain a JSON object")
+    return body
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Submit a manifest file, a bundle directory or a registered bundle id."""
+    if not args.target and not args.bundle:
+        print("error: give a manifest file, a bundle directory or --bundle ID", file=sys.stderr)
+        return EXIT_USAGE
+    body = _submission(args.target, args.bundle)
+    try:
+        answer = _request(args, "POST", "/api/v1/jobs", body)
+    except ApiError as exc:
+        if exc.status == 404 and "bundle_id" in body:
+            print(
+                f"error: bundle {body['bundle_id']} is not registered on the server; start the server with "
+                "MIRROR_NEURON_BUNDLES_DIR set to the directory that contains it",
+                file=sys.stderr,
+            )
+        else:
+            _print_error(exc)
+        return EXIT_FAILED
+    job_id = answer["job_id"]
+    print(job_id)
+    if not args.wait:
+        return EXIT_OK
+    return _wait(args, job_id)
+
+
+def _wait(args: argparse.Namespace, job_id: str) -> int:
+    deadline = time.monotonic() + args.timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            job = _request(args, "GET", f"/api/v1/jobs/{job_id}")["job"]
+        except ApiError as exc:
+            _print_error(exc)
+            return EXIT_FAILED
+        if job["status"] != last:
+            last = job["status"]
+            print(f"{job_id}: {last}", file=sys.stderr)
+        if job["status"] in ("completed", "failed", "cancelled"):
+            print(json.dumps(job["result"], indent=2))
+            return EXIT_OK if job["status"] == "completed" else EXIT_FAILED
+        time.sleep(0.25)
+    print(f"{job_id}: still {last} after {args.timeout} s", file=sys.stderr)
+    return EXIT_TIMEOUT
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    """List jobs, newest first."""
+    query = f"?limit={args.limit}" + (f"&status={args.status}" if args.status else "")
+    try:
+        data = _request(args, "GET", "/api/v1/jobs" + query)["data"]
+    except ApiError as exc:
+        _print_error(exc)
+        return EXIT_FAILED
+    for job in data:
+        print(f"{job['job_id']}  {job['status']:<9}  {job['updated_at']}  {job.get('last_event') or ''}")
+    return EXIT_OK
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """Print a job's events, one JSON object per line."""
+    try:
+        data = _request(args, "GET", f"/api/v1/jobs/{args.job_id}/events")["data"]
+    except ApiError as exc:
+        _print_error(exc)
+        return EXIT_FAILED
+    for event in data:
+        print(json.dumps(event, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mirror-neuron", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the HTTP API and the runtime node").set_defaults(func=cmd_serve)
+    sub.add_parser("worker", help="run a runtime node without the HTTP API").set_defaults(func=cmd_worker)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    sub.add_parser("rebuild", help="drop and replay every projection from events").set_defaults(func=cmd_rebuild)
+    sub.add_parser("verify", help="diff a replay of the events against the projections").set_defaults(func=cmd_verify)
+    for name, func, help_text in (
+        ("submit", cmd_submit, "submit a manifest, a bundle directory or --bundle ID"),
+        ("jobs", cmd_jobs, "list jobs"),
+        ("events", cmd_events, "print a job's events"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--url", help="server base URL (default http://127.0.0.1:$MIRROR_NEURON_API_PORT)")
+        p.add_argument("--token", help="bearer token (default $MIRROR_NEURON_API_TOKEN)")
+        p.set_defaults(func=func)
+        if name == "submit":
+            p.add_argument("target", nargs="?", help="manifest.json file or bundle directory")
+            p.add_argument("--bundle", help="id of a bundle registered on the server")
+            p.add_argument("--wait", action="store_true", help="wait for a terminal status")
+            p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (default 600)")
+        elif name == "jobs":
+            p.add_argument("--limit", type=int, default=100)
+            p.add_argument("--status", help="comma-separated statuses")
+        else:
+            p.add_argument("job_id")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `mirror-neuron` console script."""
+    args = _parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

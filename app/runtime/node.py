@@ -1,0 +1,496 @@
+"""A runtime node (SPEC §3.2, §8, §10): registration, heartbeat, scheduling, recovery, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.config import Settings
+from app.domain import events as ev
+from app.domain.job import (
+    AdmitJob,
+    FailBootstrap,
+    FailJob,
+    FinishRecovery,
+    RecoveredAgent,
+    Rejected,
+    StartJob,
+    StartRecovery,
+)
+from app.domain.manifest import seed_payloads
+from app.domain.messages import normalize_message
+from app.domain.canonical import format_ms
+from app.domain.runtime_state import JobRuntime, fold_runtime
+from app.runtime import modules as mod
+from app.runtime.pools import ExecutorPools, LeaseRow, parse_pool_capacities
+from app.runtime.runner import JobRunner, NodeContext, new_incarnation, new_message_id, payloads_path
+from app.service import BundleRegistry, NodeRegistry, Service, now_ms
+from app.store import event_store, leases
+from app.store.database import Database, is_unavailable
+from app.store.leases import Fence, TakenLease
+from app.store.nodes import NodeRow, heartbeat
+from app.store.tables import executor_leases, job_leases, jobs
+
+log = logging.getLogger(__name__)
+
+RECOVERABLE = ("running", "paused")
+BUNDLE_TICK_SECONDS = 5.0
+
+
+class BootstrapError(Exception):
+    """Building the agents of a job failed; `agent_id` is the agent at fault or job_coordinator."""
+
+    def __init__(self, agent_id: str, message: str) -> None:
+        super().__init__(message)
+        self.agent_id = agent_id
+        self.message = message
+
+
+def hardware() -> dict[str, Any]:
+    """CPU, memory and GPU facts collected at start (SPEC §10.3)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 0
+    gpu: Any = "Unknown or None"
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                capture_output=True, text=True, timeout=5, check=True,
+            ).stdout
+            gpu = [line.strip() for line in out.splitlines() if line.strip()] or gpu
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return {
+        "cpu": {"logical_processors": os.cpu_count() or 1, "architecture": platform.machine()},
+        "memory": {"total_bytes": total, "total_mb": total // (1024 * 1024)},
+        "gpu": gpu,
+    }
+
+
+class Node:
+    """One server process's runtime: owns the jobs it claimed and keeps its leases alive."""
+
+    def __init__(self, settings: Settings, db: Database, service: Service) -> None:
+        self.settings = settings
+        self.db = db
+        self.service = service
+        self.name = settings.node_name
+        self.incarnation = new_incarnation()
+        capacities, warnings = parse_pool_capacities(
+            settings.executor_max_concurrency, settings.executor_pool_capacities
+        )
+        for warning in warnings:
+            log.warning("%s", warning)
+        self.capacities = capacities if settings.runtime_enabled else {}
+        self.pools = ExecutorPools(self.capacities, on_change=self._mirror_lease)
+        self.ctx = NodeContext(
+            service=service, settings=settings, node_name=self.name, incarnation=self.incarnation,
+            pools=self.pools, base_env=dict(os.environ), clock=service.clock,
+        )
+        self.registry = NodeRegistry(service)
+        self.bundles = BundleRegistry(service, settings, self.name)
+        self.runners: dict[str, JobRunner] = {}
+        self.fenced_out = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._dirty: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_renewal = 0
+        self._bundle_checks: dict[str, int] = {}
+        service.subscribe(self._on_commit)
+
+    @property
+    def ttl_ms(self) -> int:
+        """The job lease and node liveness TTL in milliseconds."""
+        return int(self.settings.lease_ttl_seconds * 1000)
+
+    # ---------------------------------------------------------------- start / stop
+
+    async def start(self) -> None:
+        """Register, scan bundles, then start heartbeat and scheduling (SPEC §1.2)."""
+        started = self.service.clock()
+        row = NodeRow(
+            name=self.name, incarnation=self.incarnation, started_at_ms=started,
+            api_enabled=self.settings.api_enabled, runtime_enabled=self.settings.runtime_enabled,
+            executor_pools=self.capacities, hardware=hardware(),
+        )
+        payload = {
+            "node": self.name, "incarnation": self.incarnation, "started_at": format_ms(started),
+            "api_enabled": row.api_enabled, "runtime_enabled": row.runtime_enabled,
+            "executor_pools": row.executor_pools, "hardware": row.hardware,
+        }
+        await self.registry.register(row, payload)
+        self._last_renewal = started
+        for line in await self.bundles.scan():
+            log.warning("%s", line)
+        self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeat"))
+        if self.settings.runtime_enabled:
+            self.settings.temp_dir.mkdir(parents=True, exist_ok=True)
+            self._tasks.append(asyncio.create_task(self._schedule_loop(), name="scheduler"))
+        if self.settings.bundles_dir is not None:
+            self._tasks.append(asyncio.create_task(self._bundle_loop(), name="bundle-reload"))
+
+    async def stop(self) -> None:
+        """Graceful shutdown (SPEC §10.4): stop agents, release leases, mark the node stopped."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        runners = list(self.runners.values())
+        for runner in runners:
+            runner.stop(graceful=True)
+        if runners:
+            await asyncio.wait([asyncio.create_task(r.done.wait()) for r in runners], timeout=10)
+        try:
+            await self.registry.stopped(self.name, self.incarnation)
+        except Exception as exc:
+            log.warning("could not record node_stopped: %s", type(exc).__name__)
+
+    # ---------------------------------------------------------------- wake-ups
+
+    def _on_commit(self, stream_id: str, recorded: list[Any]) -> None:
+        """The API of this process appended something: react now instead of at the next poll."""
+        for event in recorded:
+            if event.type == ev.JOB_SUBMITTED or event.type == ev.JOB_QUEUED:
+                self._wake.set()
+            elif stream_id in self.runners and (
+                event.type in (ev.JOB_PAUSED, ev.JOB_RESUMED, ev.JOB_CANCELLED)
+                or (event.type == ev.MESSAGE_DELIVERED and event.payload.get("route") == "external")
+            ):
+                self._dirty.add(stream_id)
+                self._wake.set()
+
+    async def _mirror_lease(self, row: LeaseRow) -> None:
+        """Mirror executor lease requests and grants into `executor_leases` (SPEC §7.6)."""
+        meta = row.metadata
+        try:
+            async with self.db.write() as conn:
+                where = executor_leases.c.lease_id == row.lease_id
+                if row.state == "removed":
+                    await conn.execute(delete(executor_leases).where(where))
+                    return
+                done = await conn.execute(update(executor_leases).where(where).values(state=row.state))
+                if done.rowcount == 0:
+                    await conn.execute(
+                        insert(executor_leases).values(
+                            lease_id=row.lease_id, node=self.name, incarnation=self.incarnation,
+                            job_id=meta.get("job_id", ""), agent_id=meta.get("agent_id", ""), pool=row.pool,
+                            slots=row.slots, state=row.state, requested_at_ms=row.requested_at_ms,
+                        )
+                    )
+        except Exception as exc:
+            log.debug("executor lease mirror failed: %s", type(exc).__name__)
+
+    # ---------------------------------------------------------------- heartbeat
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            try:
+                await self._heartbeat()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    log.exception("heartbeat failed")
+                # SPEC §8.5: unable to renew for longer than the TTL → stop every job.
+                if self.service.clock() - self._last_renewal > self.ttl_ms:
+                    self._stop_all(lease_lost=True)
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+
+    async def _heartbeat(self) -> None:
+        now = self.service.clock()
+        async with self.db.write() as conn:
+            mine = await heartbeat(conn, self.name, self.incarnation, now)
+            if mine:
+                await leases.renew_all(conn, self.incarnation, now_ms=now, ttl_ms=self.ttl_ms)
+            held = await leases.held_tokens(conn, self.incarnation, now)
+        if not mine:
+            log.error("node row %s belongs to another incarnation; stopping all jobs and exiting", self.name)
+            self._stop_all(lease_lost=True)
+            self.fenced_out.set()
+            return
+        self._last_renewal = now
+        for job_id, runner in list(self.runners.items()):
+            if held.get(job_id) != runner.fence.token and not runner.job.terminal:
+                runner.stop(lease_lost=True)
+        await self.registry.expire(self.name, self.ttl_ms)
+
+    def _stop_all(self, *, lease_lost: bool) -> None:
+        for runner in list(self.runners.values()):
+            runner.stop(lease_lost=lease_lost)
+
+    # ---------------------------------------------------------------- scheduling
+
+    async def _schedule_loop(self) -> None:
+        interval = self.settings.poll_interval_ms / 1000
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    log.exception("scheduling tick failed")
+                await asyncio.sleep(interval)
+
+    async def tick(self) -> None:
+        """One scheduling round: follow owned jobs, admit, recover, claim (SPEC §3.2)."""
+        self._forget_finished()
+        await self._follow_owned()
+        await self._admit()
+        await self._recover()
+        await self._claim()
+
+    def _forget_finished(self) -> None:
+        for job_id in [j for j, r in self.runners.items() if r.done.is_set()]:
+            del self.runners[job_id]
+
+    def _free_slots(self) -> int:
+        return self.settings.max_active_jobs - len(self.runners)
+
+    async def _follow_owned(self) -> None:
+        if not self.runners:
+            return
+        ids = list(self.runners)
+        heads: dict[str, int] = {}
+        async with self.db.read() as conn:
+            for start in range(0, len(ids), 500):
+                rows = await conn.execute(
+                    select(jobs.c.job_id, jobs.c.last_sequence).where(jobs.c.job_id.in_(ids[start : start + 500]))
+                )
+                heads.update({r.job_id: r.last_sequence for r in rows})
+        dirty, self._dirty = self._dirty, set()
+        stale = []
+        for job_id, runner in self.runners.items():
+            if job_id not in heads:
+                runner.stop()  # deleted by cleanup
+            elif heads[job_id] > runner.job.last_sequence or job_id in dirty:
+                stale.append(runner.sync())
+        await asyncio.gather(*stale, return_exceptions=True)
+
+    async def _admit(self) -> None:
+        async with self.db.read() as conn:
+            pending = [
+                r.job_id
+                for r in await conn.execute(
+                    select(jobs.c.job_id).where(jobs.c.status == "pending")
+                    .order_by(jobs.c.submitted_at, jobs.c.job_id).limit(500)
+                )
+            ]
+        for job_id in pending:
+            try:
+                await self.service.execute(job_id, AdmitJob(self.name))
+            except Rejected:
+                pass  # another node admitted it first (or it was cancelled)
+        if pending:
+            self._wake.set()
+
+    async def _recover(self) -> None:
+        free = self._free_slots()
+        if free <= 0:
+            return
+        now = self.service.clock()
+        async with self.db.read() as conn:
+            candidates = [
+                r.job_id
+                for r in await conn.execute(
+                    select(job_leases.c.job_id)
+                    .join(jobs, jobs.c.job_id == job_leases.c.job_id)
+                    .where(
+                        and_(
+                            jobs.c.status.in_(RECOVERABLE),
+                            or_(job_leases.c.released.is_(True), job_leases.c.expires_at_ms <= now),
+                        )
+                    )
+                    .order_by(job_leases.c.expires_at_ms)
+                    .limit(free)
+                )
+            ]
+        for job_id in candidates:
+            async with self.db.write() as conn:
+                taken = await leases.take_over(
+                    conn, job_id, node=self.name, incarnation=self.incarnation, now_ms=self.service.clock(), ttl_ms=self.ttl_ms
+                )
+            if taken is not None:
+                await self._recover_job(job_id, taken)
+
+    async def _claim(self) -> None:
+        free = self._free_slots()
+        if free <= 0:
+            return
+        claimed: list[tuple[str, Fence]] = []
+        async with self.db.write() as conn:
+            query = (
+                select(jobs.c.job_id).where(jobs.c.status == "queued")
+                .order_by(jobs.c.updated_at, jobs.c.job_id).limit(free)
+            )
+            if self.db.is_postgres:
+                # Several nodes claim at once: each skips the rows another is claiming.
+                query = query.with_for_update(skip_locked=True)
+            now = self.service.clock()
+            for row in (await conn.execute(query)).all():
+                fence = await self._claim_lease(conn, row.job_id, now)
+                if fence is not None:
+                    claimed.append((row.job_id, fence))
+        for job_id, fence in claimed:
+            await self._bootstrap(job_id, fence)
+
+    async def _claim_lease(self, conn: Any, job_id: str, now: int) -> Fence | None:
+        fence = await leases.claim(conn, job_id, node=self.name, incarnation=self.incarnation, now_ms=now, ttl_ms=self.ttl_ms)
+        if fence is not None:
+            return fence
+        # A lease left by a node that died between claiming and bootstrapping: take it over.
+        taken = await leases.take_over(conn, job_id, node=self.name, incarnation=self.incarnation, now_ms=now, ttl_ms=self.ttl_ms)
+        return None if taken is None else taken.fence
+
+    # ---------------------------------------------------------------- bootstrap and recovery
+
+    async def _read_job(self, job_id: str) -> JobRuntime:
+        async with self.db.read() as conn:
+            return fold_runtime(job_id, await event_store.read_stream(conn, job_id))
+
+    def _build_agents(self, job: JobRuntime, *, recovering: bool) -> dict[str, Any]:
+        """Check the bundle path and load module agents; raise BootstrapError on the first error."""
+        if job.bundle is not None and not os.path.isdir(job.bundle["path"]):
+            raise BootstrapError(
+                ev.JOB_COORDINATOR, f"bundle path does not exist on node {self.name}: {job.bundle['path']}"
+            )
+        instances: dict[str, Any] = {}
+        for agent in job.agents.values():
+            if agent.agent_type != "module":
+                continue
+            try:
+                instances[agent.agent_id] = mod.load_module_agent(agent.config, payloads_path(job))
+            except mod.ModuleAgentError as exc:
+                raise BootstrapError(agent.agent_id, str(exc)) from None
+        return instances
+
+    def _initial_module_states(self, runner: JobRunner) -> None:
+        for agent_id, instance in runner.modules.items():
+            agent = runner.job.agents[agent_id]
+            context = runner.module_context(agent)
+            if agent.processed > 0 and isinstance(agent.state, dict):
+                runner.module_states[agent_id] = mod.restore(instance, agent.state.get("snapshot"), context)
+            else:
+                runner.module_states[agent_id] = instance.init(agent.config, context)
+
+    def _seeds(self, job: JobRuntime) -> tuple[dict[str, Any], ...]:
+        timestamp = format_ms(self.service.clock())
+        import uuid
+
+        return tuple(
+            normalize_message(
+                payload, message_id=new_message_id(), job_id=job.job_id, to=entrypoint, timestamp=timestamp,
+                correlation_id=str(uuid.uuid4()), default_from="runtime", default_type="init", default_class="command",
+            )
+            for entrypoint, payloads in seed_payloads(job.manifest)
+            for payload in payloads
+        )
+
+    async def _bootstrap(self, job_id: str, fence: Fence) -> None:
+        try:
+            job = await self._read_job(job_id)
+            try:
+                modules = self._build_agents(job, recovering=False)
+                runner = JobRunner(self.ctx, job, fence, modules)
+                self._initial_module_states(runner)
+            except BootstrapError as exc:
+                await self.service.execute(job_id, FailBootstrap(self.name, exc.agent_id, exc.message), fence)
+                return
+            except Exception as exc:
+                error = f"agent {ev.JOB_COORDINATOR} raised {type(exc).__name__}: {exc}"
+                await self.service.execute(job_id, FailBootstrap(self.name, ev.JOB_COORDINATOR, error), fence)
+                return
+            outcome = await self.service.execute(job_id, StartJob(self.name, self._seeds(job)), fence)
+        except (Rejected, leases.LeaseLost):
+            await self._give_up(job_id, fence)
+            return
+        await runner.absorb(outcome.events)
+        self._adopt(runner)
+
+    async def _give_up(self, job_id: str, fence: Fence) -> None:
+        try:
+            await self.service.release_job(job_id, fence, graceful=False, lease_lost=False)
+        except Exception:
+            log.debug("could not release %s", job_id, exc_info=True)
+
+    def _adopt(self, runner: JobRunner) -> None:
+        if runner.job.terminal:
+            return
+        self.runners[runner.job_id] = runner
+        runner.start()
+
+    async def _recover_job(self, job_id: str, taken: TakenLease) -> None:
+        fence = taken.fence
+        cause = "node_shutdown" if taken.released else "lease_expired"
+        try:
+            job = await self._read_job(job_id)
+            started = await self.service.execute(job_id, StartRecovery(self.name, taken.from_node, cause), fence)
+            for event in started.events:
+                job.apply(event)
+            if job.terminal or not started.events:
+                return
+            try:
+                modules = self._build_agents(job, recovering=True)
+                runner = JobRunner(self.ctx, job, fence, modules)
+                self._initial_module_states(runner)
+            except BootstrapError as exc:
+                await self.service.execute(job_id, FailJob(exc.agent_id, exc.message), fence)
+                return
+            recovered = tuple(
+                RecoveredAgent(a.agent_id, len(a.queue), a.inflight_message_id) for a in job.agents.values()
+            )
+            manual = job.manifest["policies"].get("recovery_mode") == "manual_recover"
+            outcome = await self.service.execute(
+                job_id, FinishRecovery(job.recovery_count, recovered, manual), fence
+            )
+        except (Rejected, leases.LeaseLost):
+            return
+        await runner.absorb(outcome.events)
+        self._adopt(runner)
+
+    # ---------------------------------------------------------------- bundles
+
+    async def _bundle_loop(self) -> None:
+        while True:
+            await asyncio.sleep(BUNDLE_TICK_SECONDS)
+            try:
+                await self._reload_due_bundles()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    log.exception("bundle interval scan failed")
+
+    async def _reload_due_bundles(self) -> None:
+        from app.store.tables import bundles
+
+        async with self.db.read() as conn:
+            views = [json.loads(r.view) for r in await conn.execute(select(bundles.c.view))]
+        now = self.service.clock()
+        for view in views:
+            mode = self.settings.bundle_reload_mode or view["reload"].get("mode")
+            interval = self.settings.bundle_reload_interval_seconds or view["reload"].get("interval_seconds", 60)
+            if mode != "interval":
+                continue
+            last = self._bundle_checks.setdefault(view["bundle_id"], now)
+            if now - last >= float(interval) * 1000:
+                self._bundle_checks[view["bundle_id"]] = now
+                await self.bundles.reload(view["bundle_id"], view["path"], "interval_scan")
+
+
+__all__ = ["Node", "hardware", "IntegrityError"]

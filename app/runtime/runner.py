@@ -1,0 +1,391 @@
+"""JobRunner: runs one job's agents on its owner node, every step committed through the service.
+
+The runner's picture of the job is a fold of the job's own log (`JobRuntime`): it absorbs the
+events its commits return and polls for the ones other writers append (pause, resume, cancel,
+external messages). Each agent is a task that takes the oldest message of its mailbox, runs
+its handler, and commits the step; the CommitStep carries the agent's processed count, so a
+step can never be recorded twice (SPEC §8.4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from app.config import Settings
+from app.domain import agents as builtin
+from app.domain import events as ev
+from app.domain import executor as exd
+from app.domain.agents import Action, Complete, Emit, Record, StepContext, Topology, materialize
+from app.domain.canonical import format_ms
+from app.domain.events import Event, NewEvent
+from app.domain.job import CommitStep, FailStep, RecordAgentEvents, Rejected
+from app.domain.manifest import executor_uploads
+from app.domain.messages import message_id_from_bytes, received_payload
+from app.domain.runtime_state import AgentRuntime, JobRuntime
+from app.runtime import modules as mod
+from app.runtime.executor import AttemptRequest, run_attempt
+from app.runtime.pools import ExecutorPools, LeaseError
+from app.service import Service
+from app.store import event_store
+from app.store.database import is_unavailable
+from app.store.leases import Fence, LeaseLost
+
+log = logging.getLogger(__name__)
+
+MODULE_OPTION_KEYS = ("class", "correlation_id", "content_type", "content_encoding", "headers", "artifacts", "stream")
+
+
+@dataclass
+class NodeContext:
+    """What every runner of a node shares."""
+
+    service: Service
+    settings: Settings
+    node_name: str
+    incarnation: str
+    pools: ExecutorPools
+    base_env: Mapping[str, str]
+    clock: Callable[[], int]
+
+
+def new_message_id() -> str:
+    """A fresh 14-character message id (SPEC §6.1)."""
+    return message_id_from_bytes(secrets.token_bytes(10))
+
+
+def payloads_path(job: JobRuntime) -> str | None:
+    """The bundle's payloads directory of a bundle job, else None."""
+    return None if job.bundle is None else os.path.join(job.bundle["path"], "payloads")
+
+
+class JobRunner:
+    """Runs the agents of one job for as long as this node holds its lease."""
+
+    def __init__(self, ctx: NodeContext, job: JobRuntime, fence: Fence, modules: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.job = job
+        self.fence = fence
+        self.topology = Topology.of(job.manifest)
+        self.modules = modules
+        self.module_states: dict[str, Any] = {}
+        self.changed = asyncio.Condition()
+        self._fold_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._lease_lost = False
+        self._graceful = False
+        self.done = asyncio.Event()
+
+    @property
+    def job_id(self) -> str:
+        """The job this runner runs."""
+        return self.job.job_id
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Start one task per agent."""
+        for agent in self.job.agents.values():
+            self._tasks.append(asyncio.create_task(self._agent_loop(agent), name=f"{self.job_id}/{agent.agent_id}"))
+        if self.job.terminal:
+            self.stop()
+
+    def stop(self, *, lease_lost: bool = False, graceful: bool = False) -> None:
+        """Stop every agent (killing running commands) and then give the lease up."""
+        self._lease_lost = self._lease_lost or lease_lost
+        self._graceful = self._graceful or graceful
+        if self._stopping:
+            return
+        self._stopping = True
+        asyncio.get_running_loop().create_task(self._shutdown())
+
+    async def _shutdown(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        await asyncio.gather(*(t for t in self._tasks if t is not current), return_exceptions=True)
+        try:
+            await self.ctx.service.release_job(
+                self.job_id, self.fence, graceful=self._graceful, lease_lost=self._lease_lost
+            )
+        except Exception:
+            log.warning("could not release the lease of %s; it will expire", self.job_id, exc_info=True)
+        self.done.set()
+
+    # ---------------------------------------------------------------- the job's log
+
+    async def sync(self) -> None:
+        """Fold every event appended after what this runner has seen."""
+        async with self._fold_lock:
+            await self._read_new()
+        await self._changed()
+
+    async def _read_new(self) -> None:
+        async with self.ctx.service.db.read() as conn:
+            fresh = await event_store.read_stream(conn, self.job_id, after=self.job.last_sequence)
+        for event in fresh:
+            self.job.apply(event)
+
+    async def absorb(self, recorded: list[Event]) -> None:
+        """Fold the events a commit of this runner returned (reading any gap before them)."""
+        async with self._fold_lock:
+            fresh = [e for e in recorded if e.sequence > self.job.last_sequence]
+            if fresh and fresh[0].sequence == self.job.last_sequence + 1:
+                for event in fresh:
+                    self.job.apply(event)
+            elif fresh:
+                await self._read_new()
+        await self._changed()
+
+    async def _changed(self) -> None:
+        if self.job.terminal:
+            self.stop()
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def _execute(self, command: Any) -> None:
+        outcome = await self.ctx.service.execute(self.job_id, command, self.fence)
+        await self.absorb(outcome.events)
+
+    async def _record(self, agent_id: str, *events: NewEvent) -> None:
+        await self._execute(RecordAgentEvents(agent_id, events))
+
+    # ---------------------------------------------------------------- agents
+
+    def _ready(self, agent: AgentRuntime) -> bool:
+        return self._stopping or (self.job.status == "running" and bool(agent.queue))
+
+    async def _agent_loop(self, agent: AgentRuntime) -> None:
+        while True:
+            async with self.changed:
+                await self.changed.wait_for(lambda: self._ready(agent))
+            if self._stopping:
+                return
+            before = (self.job.last_sequence, agent.processed)
+            try:
+                await self._step(agent, agent.queue[0], agent.processed)
+            except LeaseLost:
+                log.warning("lost the lease of %s; stopping it without writing", self.job_id)
+                self.stop(lease_lost=True)
+                return
+            except Rejected:
+                await self.sync()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    log.exception("step of %s/%s failed unexpectedly", self.job_id, agent.agent_id)
+                await asyncio.sleep(1.0)
+                await self._safe_sync()
+            if (self.job.last_sequence, agent.processed) == before:
+                await asyncio.sleep(self.ctx.settings.poll_interval_ms / 1000)
+
+    async def _safe_sync(self) -> None:
+        try:
+            await self.sync()
+        except Exception:
+            log.debug("sync of %s failed", self.job_id, exc_info=True)
+
+    async def _step(self, agent: AgentRuntime, message: dict[str, Any], expected: int) -> None:
+        if agent.agent_type == "executor":
+            await self._executor_step(agent, message, expected)
+        elif agent.agent_type == "module":
+            await self._module_step(agent, message, expected)
+        else:
+            await self._builtin_step(agent, message, expected)
+
+    def _step_context(self, agent: AgentRuntime, message: dict[str, Any]) -> StepContext:
+        return StepContext(
+            job_id=self.job_id,
+            agent_id=agent.agent_id,
+            incoming=message,
+            topology=self.topology,
+            timestamp=format_ms(self.ctx.clock()),
+            new_id=new_message_id,
+        )
+
+    async def _commit(
+        self, agent: AgentRuntime, message: dict[str, Any], expected: int, state: Any,
+        head: tuple[NewEvent, ...], actions: list[Action],
+    ) -> None:
+        produced, completion = materialize(self._step_context(agent, message), actions)
+        message_id = message["envelope"]["message_id"]
+        await self._execute(
+            CommitStep(agent.agent_id, message_id, expected, state, (*head, *produced), completion)
+        )
+
+    async def _fail(self, agent_id: str, error: str, details: dict[str, Any], *events: NewEvent) -> None:
+        await self._execute(FailStep(agent_id, error, details, events))
+
+    async def _builtin_step(self, agent: AgentRuntime, message: dict[str, Any], expected: int) -> None:
+        received = NewEvent(ev.AGENT_MESSAGE_RECEIVED, received_payload(message), agent.agent_id)
+        try:
+            if agent.agent_type == "aggregator":
+                handled, _ = builtin.handle_aggregator(agent.agent_id, agent.config, agent.aggregate, message)
+            elif agent.agent_type == "sensor":
+                handled = builtin.handle_sensor(agent.agent_id, agent.config, agent.state, message)
+            else:
+                handled = builtin.handle_router(agent.agent_id, agent.config, agent.state, message)
+        except Exception as exc:
+            error = f"agent {agent.agent_id} raised {type(exc).__name__}: {exc}"
+            await self._fail(agent.agent_id, error, {"error": error}, received)
+            return
+        await self._commit(agent, message, expected, handled.state, (received,), list(handled.actions))
+
+    # ---------------------------------------------------------------- executor
+
+    async def _executor_step(self, agent: AgentRuntime, message: dict[str, Any], expected: int) -> None:
+        aid = agent.agent_id
+        settings = exd.executor_settings(agent.config, self.ctx.settings.executor_timeout_seconds)
+        await self._record(aid, NewEvent(ev.AGENT_MESSAGE_RECEIVED, received_payload(message), aid))
+        if agent.processed == 0 and settings.startup_delay_ms > 0:
+            await asyncio.sleep(settings.startup_delay_ms / 1000)
+        lease_request = {"pool": settings.pool, "slots": settings.pool_slots}
+        await self._record(aid, NewEvent(ev.EXECUTOR_LEASE_REQUESTED, lease_request, aid))
+        metadata = {"job_id": self.job_id, "agent_id": aid, "node": self.ctx.node_name}
+        try:
+            grant = await self.ctx.pools.acquire(settings.pool, settings.pool_slots, metadata)
+        except LeaseError as exc:
+            await self._fail(aid, str(exc), exd.failure_details(None, str(exc), 0))
+            return
+        try:
+            await self._run_executor(agent, message, expected, settings, grant)
+        finally:
+            await self.ctx.pools.release(grant.lease_id)
+
+    async def _run_executor(
+        self, agent: AgentRuntime, message: dict[str, Any], expected: int, settings: exd.ExecutorSettings, grant: Any
+    ) -> None:
+        aid = agent.agent_id
+        lease = {"lease_id": grant.lease_id, "pool": grant.pool, "slots": grant.slots}
+        await self._record(aid, NewEvent(ev.EXECUTOR_LEASE_ACQUIRED, {**lease, "queue_wait_ms": grant.queue_wait_ms}, aid))
+        body = message.get("body")
+        body = {} if body is None else body
+        persisted = agent.state if isinstance(agent.state, dict) else {}
+        agent_state = persisted.get("agent_state", {})
+        request = AttemptRequest(
+            job_id=self.job_id, agent_id=aid, agent_type=agent.agent_type, template=str(agent.spec.get("type")),
+            settings=settings, uploads=executor_uploads(agent.config), message=message, body=body,
+            agent_state=agent_state, payloads_dir=payloads_path(self.job), node_name=self.ctx.node_name,
+            temp_dir=str(self.ctx.settings.temp_dir), output_cap_bytes=self.ctx.settings.executor_output_cap_bytes,
+            base_env=self.ctx.base_env,
+        )
+        released = NewEvent(ev.EXECUTOR_LEASE_RELEASED, lease, aid)
+        attempt = 0
+        while True:
+            attempt += 1
+            outcome = await run_attempt(request)
+            if outcome.ok:
+                break
+            error = outcome.error or "executor attempt failed"
+            retry = outcome.transient and attempt < settings.max_attempts
+            wait_ms = exd.backoff_ms(settings, attempt) if retry else None
+            failed = NewEvent(
+                ev.EXECUTOR_ATTEMPT_FAILED,
+                {
+                    "attempt": attempt, "max_attempts": settings.max_attempts, "error": error,
+                    "exit_code": outcome.run_result.get("exit_code"), "transient": outcome.transient,
+                    "retry_in_ms": wait_ms, "sandbox_name": outcome.sandbox_name, "pool": grant.pool,
+                },
+                aid,
+            )
+            if wait_ms is None:
+                await self._fail(aid, error, exd.failure_details(outcome.run_result, error, attempt), failed, released)
+                return
+            await self._record(aid, failed)
+            await asyncio.sleep(wait_ms / 1000)
+        completed = NewEvent(
+            ev.SANDBOX_JOB_COMPLETED,
+            {"sandbox_name": outcome.sandbox_name, "exit_code": 0, "attempts": attempt, "lease_id": grant.lease_id, "pool": grant.pool},
+            aid,
+        )
+        output = exd.output_payload(aid, outcome.run_result, attempt, grant.record(), body)
+        actions: list[Action] = []
+        if settings.output_message_type is not None:
+            options = {**builtin.RESULT_OPTIONS, "headers": exd.RESULT_HEADERS}
+            actions.append(Emit(settings.output_message_type, output, options=options))
+        if settings.complete_job:
+            actions.append(Complete(output))
+        structured = exd.parse_structured_stdout(outcome.run_result["stdout"], outcome.run_result["stdout_truncated"])
+        if structured is not None:
+            for item in exd.structured_actions(structured, ev.RESERVED_TYPES):
+                match item:
+                    case exd.NextState():
+                        agent_state = item.state
+                    case exd.CustomEvent():
+                        actions.append(Record(NewEvent(item.type, item.payload, aid)))
+                    case exd.Emit():
+                        actions.append(Emit(item.type, item.body, item.to, item.options))
+                    case exd.Complete():
+                        actions.append(Complete(item.result))
+                    case exd.CompleteWithOutput():
+                        actions.append(Complete(output))
+        state = {"runs": int(persisted.get("runs", 0)) + 1, "agent_state": agent_state}
+        await self._commit(agent, message, expected, state, (released, completed), actions)
+
+    # ---------------------------------------------------------------- module
+
+    def module_context(self, agent: AgentRuntime) -> dict[str, Any]:
+        """The context object given to module agent methods (SPEC §7.7)."""
+        return {
+            "job_id": self.job_id, "agent_id": agent.agent_id, "agent_type": agent.agent_type,
+            "template_type": agent.spec.get("type"), "config": agent.config,
+            "payloads_path": payloads_path(self.job), "node": self.ctx.node_name,
+        }
+
+    def _module_actions(self, aid: str, raw_actions: list[Any]) -> list[Action]:
+        actions: list[Action] = []
+        for raw in raw_actions:
+            kind = raw.get("action") if isinstance(raw, dict) else None
+            if kind in ("emit", "emit_to"):
+                options = {k: raw[k] for k in MODULE_OPTION_KEYS if k in raw}
+                to = str(raw.get("to")) if kind == "emit_to" else None
+                actions.append(Emit(str(raw.get("type")), raw.get("body"), to, options))
+            elif kind == "event":
+                type_ = str(raw.get("type"))
+                if type_ in ev.RESERVED_TYPES:
+                    raise mod.ModuleAgentError(f'agent {aid} cannot emit reserved event type "{type_}"')
+                payload = raw.get("payload")
+                actions.append(Record(NewEvent(type_, payload if isinstance(payload, dict) else {}, aid)))
+            elif kind == "complete_job":
+                actions.append(Complete(raw.get("result")))
+            else:
+                raise mod.ModuleAgentError(f'agent {aid} returned an unknown action "{kind}"')
+        return actions
+
+    async def _module_step(self, agent: AgentRuntime, message: dict[str, Any], expected: int) -> None:
+        aid = agent.agent_id
+        await self._record(aid, NewEvent(ev.AGENT_MESSAGE_RECEIVED, received_payload(message), aid))
+        instance = self.modules[aid]
+        try:
+            new_state, raw_actions = await mod.call_handle(
+                instance, self.module_states.get(aid), message, self.module_context(agent)
+            )
+            actions = self._module_actions(aid, raw_actions)
+            snap = mod.snapshot(instance, new_state, aid)
+        except asyncio.CancelledError:
+            raise
+        except mod.ModuleAgentError as exc:
+            await self._fail(aid, str(exc), {"error": str(exc)})
+            return
+        except Exception as exc:
+            error = f"agent {aid} raised {type(exc).__name__}: {exc}"
+            await self._fail(aid, error, {"error": error})
+            return
+        await self._commit(agent, message, expected, {"snapshot": snap}, (), actions)
+        self.module_states[aid] = new_state
+
+
+def new_incarnation() -> str:
+    """A fresh node incarnation id."""
+    return str(uuid.uuid4())
