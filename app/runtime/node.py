@@ -321,6 +321,11 @@ class Node:
                 )
             ]
         for job_id in candidates:
+            if job_id in self.runners:
+                # Our own lease lapsed (renewals failed): stop the local copy first; the job is
+                # recovered on a later tick, by us or by another node.
+                self.runners[job_id].stop(lease_lost=True)
+                continue
             async with self.db.write() as conn:
                 taken = await leases.take_over(
                     conn, job_id, node=self.name, incarnation=self.incarnation, now_ms=self.service.clock(), ttl_ms=self.ttl_ms
@@ -403,6 +408,13 @@ class Node:
 
     async def _bootstrap(self, job_id: str, fence: Fence) -> None:
         try:
+            await self._bootstrap_leased(job_id, fence)
+        except Exception:
+            log.exception("bootstrap of %s failed; releasing its lease", job_id)
+            await self._give_up(job_id, fence)
+
+    async def _bootstrap_leased(self, job_id: str, fence: Fence) -> None:
+        try:
             job = await self._read_job(job_id)
             try:
                 modules = self._build_agents(job, recovering=False)
@@ -435,6 +447,17 @@ class Node:
         runner.start()
 
     async def _recover_job(self, job_id: str, taken: TakenLease) -> None:
+        try:
+            await self._recover_leased(job_id, taken)
+        except Exception:
+            log.exception("recovery of %s failed; letting its lease lapse", job_id)
+            try:
+                async with self.db.write() as conn:
+                    await leases.expire(conn, job_id, taken.fence, self.service.clock())
+            except Exception:
+                log.debug("could not expire the lease of %s", job_id, exc_info=True)
+
+    async def _recover_leased(self, job_id: str, taken: TakenLease) -> None:
         fence = taken.fence
         cause = "node_shutdown" if taken.released else "lease_expired"
         try:

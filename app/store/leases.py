@@ -149,6 +149,21 @@ async def release(conn: AsyncConnection, job_id: str, fence: Fence, *, now_ms: i
         await conn.execute(delete(job_leases).where(where))
 
 
+async def expire(conn: AsyncConnection, job_id: str, fence: Fence, now_ms: int) -> None:
+    """Let a lease lapse now (keeping its released flag) so that any node may recover the job."""
+    await conn.execute(
+        update(job_leases)
+        .where(
+            and_(
+                job_leases.c.job_id == job_id,
+                job_leases.c.incarnation == fence.incarnation,
+                job_leases.c.token == fence.token,
+            )
+        )
+        .values(expires_at_ms=now_ms)
+    )
+
+
 async def drop_job(conn: AsyncConnection, job_id: str) -> None:
     """Remove every operational row of a job (terminal event or cleanup)."""
     await conn.execute(delete(job_leases).where(job_leases.c.job_id == job_id))
