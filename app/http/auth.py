@@ -1,0 +1,76 @@
+"""Bearer authentication, answered before routing (SPEC §2.1)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+HEALTH_PATH = "/api/v1/health"
+UNAUTHORIZED = "missing or invalid bearer token"
+# OPTIONS is not an API method: the router's automatic OPTIONS handlers are bypassed by routing
+# the request under a method no route declares, so that it answers 405 (known path) or 404.
+UNROUTED_METHOD = "MN-UNROUTED"
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value)
+    return None
+
+
+def bearer_matches(authorization: bytes | None, token: str) -> bool:
+    """True when an Authorization header carries exactly `Bearer <token>` (constant-time compare)."""
+    if authorization is None:
+        return False
+    scheme, _, credentials = authorization.strip().partition(b" ")
+    if scheme.lower() != b"bearer":
+        return False
+    return hmac.compare_digest(credentials.strip(), token.encode("utf-8"))
+
+
+def _bearer_ok(scope: Scope, token: str) -> bool:
+    return bearer_matches(_header(scope, b"authorization"), token)
+
+
+def _is_health(scope: Scope) -> bool:
+    return scope.get("method") == "GET" and str(scope.get("path", "")).rstrip("/") == HEALTH_PATH
+
+
+async def _unauthorized(send: Send) -> None:
+    body = json.dumps({"error": UNAUTHORIZED}).encode("utf-8")
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode("ascii")),
+                (b"www-authenticate", b"Bearer"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class BearerGate:
+    """Wraps the application's ASGI handler: no path, known or not, answers without the token."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer 401 before routing when the token is required and missing or wrong."""
+        http: dict[str, Any] = scope  # type: ignore[assignment]
+        if http["type"] == "http":
+            token = self.token
+            if token is not None and not _is_health(scope) and not _bearer_ok(scope, token):
+                await _unauthorized(send)
+                return
+            if http.get("method") == "OPTIONS":
+                http["method"] = UNROUTED_METHOD
+        await self.app(scope, receive, send)

@@ -1,0 +1,215 @@
+"""Event history of one job and the global feed of job events: JSON, NDJSON and SSE (SPEC §2.14, §2.14a)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from litestar import Controller, Response, get
+from litestar.params import FromPath, FromQuery, HeaderParameter
+from litestar.response import Stream
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.domain.events import Event
+from app.http import params
+from app.http.context import ApiDep
+from app.http.errors import ApiError, job_not_found
+from app.http.schemas import EventPage, responses
+from app.store import read_model
+from app.store.event_store import read_job_events, read_stream
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL_SECONDS = 0.2
+KEEPALIVE_SECONDS = 15.0
+BATCH = 500
+JSON, NDJSON, SSE = "json", "ndjson", "sse"
+AFTER_MESSAGE = "after must be a non-negative integer"
+LAST_EVENT_ID_MESSAGE = "Last-Event-ID must be a non-negative integer"
+FOLLOW_NEEDS_STREAM = "follow=true requires Accept: text/event-stream or application/x-ndjson"
+FOLLOW_WITH_LIMIT = "limit cannot be combined with follow=true"
+_MEDIA_TYPES = {NDJSON: "application/x-ndjson", SSE: "text/event-stream"}
+_KEEPALIVES = {NDJSON: b"\n", SSE: b": keep-alive\n\n"}
+
+# A batch read: the events after a cursor, and whether the stream is over (job gone or terminal).
+BatchReader = Callable[[AsyncConnection, int, int], Awaitable[tuple[list[Event], bool]]]
+
+
+@dataclass(frozen=True)
+class FeedQuery:
+    """Validated inputs of an event route."""
+
+    after: int
+    limit: int | None
+    follow: bool
+    mode: str
+
+
+def representation(accept: str | None) -> str:
+    """SSE when Accept names text/event-stream, else NDJSON when it names application/x-ndjson, else JSON."""
+    accepted = (accept or "").lower()
+    if "text/event-stream" in accepted:
+        return SSE
+    return NDJSON if "application/x-ndjson" in accepted else JSON
+
+
+def feed_query(
+    *, after: str | None, limit: str | None, follow: str | None, last_event_id: str | None, accept: str | None
+) -> FeedQuery:
+    """Validate the inputs in the order of the §2.14 table; 400 for the first invalid one."""
+    start = params.non_negative(after, AFTER_MESSAGE) or 0
+    size = params.optional_limit(limit)
+    following = params.flag(follow)
+    mode = representation(accept)
+    if following and mode == JSON:
+        raise ApiError(400, FOLLOW_NEEDS_STREAM)
+    if following and size is not None:
+        raise ApiError(400, FOLLOW_WITH_LIMIT)
+    resume = params.non_negative(last_event_id, LAST_EVENT_ID_MESSAGE)
+    return FeedQuery(start if resume is None else resume, size, following, mode)
+
+
+def _event_json(event: Event) -> str:
+    return json.dumps(event.to_api(), ensure_ascii=False, separators=(",", ":"))
+
+
+def _frame(mode: str, event: Event, cursor: int) -> bytes:
+    if mode == NDJSON:
+        return (_event_json(event) + "\n").encode("utf-8")
+    kind = event.type.replace("\r", " ").replace("\n", " ")
+    return f"id: {cursor}\nevent: {kind}\ndata: {_event_json(event)}\n\n".encode()
+
+
+async def frames(
+    api: ApiDep, query: FeedQuery, read: BatchReader, cursor_of: Callable[[Event], int]
+) -> AsyncIterator[bytes]:
+    """The NDJSON lines or SSE frames of a feed; with `follow`, polls for new events and sends keep-alives.
+
+    Every poll continues strictly after the last event sent, so events arrive in order with no
+    gap and no duplicate; the stream ends after the job's terminal event or when it is deleted.
+    """
+    after, remaining = query.after, query.limit
+    clock = asyncio.get_running_loop().time
+    last_write = clock()
+    try:
+        while True:
+            size = BATCH if remaining is None else min(BATCH, remaining)
+            async with api.db.read() as conn:
+                batch, finished = await read(conn, after, size)
+            for event in batch:
+                after = cursor_of(event)
+                yield _frame(query.mode, event, after)
+            if batch:
+                last_write = clock()
+            if remaining is not None:
+                remaining -= len(batch)
+            if finished or remaining == 0:
+                return
+            if len(batch) == size:
+                continue
+            if not query.follow:
+                return
+            await asyncio.sleep(POLL_INTERVAL_SECONDS)
+            if clock() - last_write >= KEEPALIVE_SECONDS:
+                yield _KEEPALIVES[query.mode]
+                last_write = clock()
+    except Exception:  # the status line is sent: the only thing left to do is to end the stream
+        log.exception("event stream ended by a failure")
+
+
+def _job_reader(job_id: str) -> BatchReader:
+    async def read(conn: AsyncConnection, after: int, size: int) -> tuple[list[Event], bool]:
+        tip = await read_model.stream_tip(conn, job_id)
+        if tip is None:
+            return [], True
+        batch = await read_stream(conn, job_id, after=after, limit=size)
+        last = batch[-1].sequence if batch else after
+        return batch, tip.terminal and last >= tip.last_sequence
+
+    return read
+
+
+async def _feed_reader(conn: AsyncConnection, after: int, size: int) -> tuple[list[Event], bool]:
+    return await read_job_events(conn, after=after, limit=size), False
+
+
+def _stream(api: ApiDep, query: FeedQuery, read: BatchReader, cursor_of: Callable[[Event], int]) -> Stream:
+    return Stream(
+        frames(api, query, read, cursor_of),
+        media_type=_MEDIA_TYPES[query.mode],
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _sequence(event: Event) -> int:
+    return event.sequence
+
+
+def _position(event: Event) -> int:
+    return event.position
+
+
+_STREAM_NOTE = " (application/x-ndjson and text/event-stream by Accept)"
+
+
+class EventsController(Controller):
+    """Event history per job and the global feed."""
+
+    path = "/api/v1"
+    tags = ["events"]
+
+    @get(
+        "/jobs/{job_id:str}/events",
+        operation_id="listJobEvents",
+        responses=responses({200: (EventPage, "Events in ascending sequence" + _STREAM_NOTE)}, (400, 404)),
+    )
+    async def job_events(
+        self,
+        api: ApiDep,
+        job_id: FromPath[str],
+        after: FromQuery[str | None] = None,
+        limit: FromQuery[str | None] = None,
+        follow: FromQuery[str | None] = None,
+        last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID", required=False)] = None,
+        accept: Annotated[str | None, HeaderParameter(name="Accept", required=False)] = None,
+    ) -> Response[Any]:
+        """A job's events after `after` (or Last-Event-ID); NDJSON/SSE may follow live events."""
+        query = feed_query(after=after, limit=limit, follow=follow, last_event_id=last_event_id, accept=accept)
+        async with api.db.read() as conn:
+            if await read_model.stream_tip(conn, job_id) is None:
+                raise job_not_found(job_id)
+            if query.mode != JSON:
+                return _stream(api, query, _job_reader(job_id), _sequence)
+            wanted = None if query.limit is None else query.limit + 1
+            found = await read_stream(conn, job_id, after=query.after, limit=wanted)
+        page = found if query.limit is None else found[: query.limit]
+        more = query.limit is not None and len(found) > query.limit
+        return Response(
+            {"data": [e.to_api() for e in page], "next_after": page[-1].sequence if more and page else None}
+        )
+
+    @get(
+        "/events",
+        operation_id="listEvents",
+        responses=responses({200: (EventPage, "Job events in ascending position" + _STREAM_NOTE)}, (400,)),
+    )
+    async def feed(
+        self,
+        api: ApiDep,
+        after: FromQuery[str | None] = None,
+        limit: FromQuery[str | None] = None,
+        follow: FromQuery[str | None] = None,
+        last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID", required=False)] = None,
+        accept: Annotated[str | None, HeaderParameter(name="Accept", required=False)] = None,
+    ) -> Response[Any]:
+        """Every job's events in position order after `after`; never skips a later-committing event."""
+        query = feed_query(after=after, limit=limit, follow=follow, last_event_id=last_event_id, accept=accept)
+        if query.mode != JSON:
+            return _stream(api, query, _feed_reader, _position)
+        async with api.db.read() as conn:
+            page = await read_job_events(conn, after=query.after, limit=query.limit or 100)
+        return Response({"data": [e.to_api() for e in page], "next_after": page[-1].position if page else None})

@@ -1,0 +1,199 @@
+"""Job routes: submit, list, details, cancel, pause, resume, external messages, cleanup (SPEC §2.7–§2.13, §2.15)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.params import FromPath, FromQuery, HeaderParameter, QueryParameter
+
+from app.domain.canonical import format_ms
+from app.domain.job import CancelJob, DeliverExternal, PauseJob, ResumeJob
+from app.domain.messages import (
+    MESSAGE_ID_BYTES,
+    check_content_encoding,
+    message_id_from_bytes,
+    normalize_message,
+)
+from app.http import params
+from app.http.body import json_object_body
+from app.http.context import ApiDep
+from app.http.errors import ApiError, job_not_found
+from app.http.schemas import (
+    Cleanup,
+    JobDetails,
+    JobList,
+    MessageAccepted,
+    StatusChange,
+    Submitted,
+    responses,
+)
+from app.http.submission import submit
+from app.store import read_model
+
+JOB = "/{job_id:str}"
+
+
+def _location(job_id: str) -> dict[str, str]:
+    return {"Location": f"/api/v1/jobs/{job_id}"}
+
+
+def _external_message(api: ApiDep, job_id: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The agent id and the normalised external message of a `POST /messages` body (400 when invalid)."""
+    agent_id = body.get("agent_id")
+    if not isinstance(agent_id, str) or not agent_id:
+        raise ApiError(400, "agent_id is required")
+    raw = body.get("message", {})
+    if not isinstance(raw, dict):
+        raise ApiError(400, "message must be an object")
+    message = normalize_message(
+        raw,
+        message_id=message_id_from_bytes(os.urandom(MESSAGE_ID_BYTES)),
+        job_id=job_id,
+        to=agent_id,
+        timestamp=format_ms(api.now_ms()),
+        correlation_id=str(uuid.uuid4()),
+        default_from="external",
+        default_type="command",
+        default_class="command",
+    )
+    problem = check_content_encoding(message["envelope"]["content_encoding"])
+    if problem is not None:
+        raise ApiError(400, problem)
+    return agent_id, message
+
+
+class JobsController(Controller):
+    """Jobs: the write routes turn requests into commands, the read routes query the read model."""
+
+    path = "/api/v1/jobs"
+    tags = ["jobs"]
+
+    @post(
+        "/",
+        operation_id="submitJob",
+        status_code=201,
+        responses=responses(
+            {201: (Submitted, "Job submitted"), 200: (Submitted, "Idempotent replay of an earlier submission")},
+            (400, 404, 409, 413, 415),
+        ),
+    )
+    async def submit(
+        self,
+        request: Request[Any, Any, Any],
+        api: ApiDep,
+        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key", required=False)] = None,
+    ) -> Response[dict[str, Any]]:
+        """Submit a manifest or a registered bundle; replays an earlier submission with the same key."""
+        body = await json_object_body(request, api.settings.max_body_bytes)
+        result = await submit(api, body or {}, idempotency_key)
+        headers = _location(result.job_id)
+        if result.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        content = {"id": result.job_id, "job_id": result.job_id, "status": result.status}
+        return Response(content, status_code=200 if result.replayed else 201, headers=headers)
+
+    @get(
+        "/",
+        operation_id="listJobs",
+        responses=responses({200: (JobList, "Jobs, most recently updated first")}, (400,)),
+    )
+    async def list_jobs(
+        self,
+        api: ApiDep,
+        limit: FromQuery[str | None] = None,
+        cursor: FromQuery[str | None] = None,
+        status: FromQuery[list[str] | None] = None,
+        graph_id: FromQuery[str | None] = None,
+        include_terminal: FromQuery[str | None] = None,
+    ) -> dict[str, Any]:
+        """A page of JobSummaries (keyset paging by `next_cursor`)."""
+        size = params.limit(limit, 100)
+        after = None
+        if cursor is not None:
+            after = read_model.decode_cursor(cursor)
+            if after is None:
+                raise ApiError(400, "invalid cursor")
+        wanted = params.statuses(status, include_terminal)
+        async with api.db.read() as conn:
+            page = await read_model.list_jobs(
+                conn, limit=size, after=after, statuses=wanted, graph_id=graph_id, now_ms=api.now_ms()
+            )
+        return {"data": page.data, "next_cursor": page.next_cursor}
+
+    @post(
+        "/cleanup",
+        operation_id="cleanupJobs",
+        status_code=200,
+        responses=responses({200: (Cleanup, "Deleted jobs, ascending job id")}, (400, 405)),
+    )
+    async def cleanup(
+        self,
+        api: ApiDep,
+        all_jobs: Annotated[str | None, QueryParameter(name="all", required=False)] = None,
+        older_than: FromQuery[str | None] = None,
+    ) -> dict[str, Any]:
+        """Delete terminal jobs (with `all`, cancel and delete live ones too), each audited."""
+        age = params.non_negative(older_than, "older_than must be a non-negative integer")
+        deleted = await api.service.cleanup(include_live=params.flag(all_jobs), older_than=age, node=api.node_name)
+        return {"deleted_count": len(deleted), "deleted_jobs": deleted}
+
+    @get(JOB, operation_id="getJob", responses=responses({200: (JobDetails, "Job details")}, (404,)))
+    async def details(self, api: ApiDep, job_id: FromPath[str]) -> dict[str, Any]:
+        """The job record, summary, agents, 25 newest events and sandboxes."""
+        async with api.db.read() as conn:
+            found = await read_model.job_details(conn, job_id, now_ms=api.now_ms())
+        if found is None:
+            raise job_not_found(job_id)
+        return found
+
+    @post(
+        JOB + "/cancel",
+        operation_id="cancelJob",
+        status_code=200,
+        responses=responses({200: (StatusChange, "Cancelled (or already cancelled)")}, (404, 409)),
+    )
+    async def cancel(self, api: ApiDep, job_id: FromPath[str]) -> dict[str, str]:
+        """Cancel a live job; idempotent for a cancelled one."""
+        await api.service.execute(job_id, CancelJob())
+        return {"status": "cancelled", "job_id": job_id}
+
+    @post(
+        JOB + "/pause",
+        operation_id="pauseJob",
+        status_code=200,
+        responses=responses({200: (StatusChange, "Paused")}, (404, 409)),
+    )
+    async def pause(self, api: ApiDep, job_id: FromPath[str]) -> dict[str, str]:
+        """Pause a running job."""
+        await api.service.execute(job_id, PauseJob())
+        return {"status": "paused", "job_id": job_id}
+
+    @post(
+        JOB + "/resume",
+        operation_id="resumeJob",
+        status_code=200,
+        responses=responses({200: (StatusChange, "Resumed: the job runs again")}, (404, 409)),
+    )
+    async def resume(self, api: ApiDep, job_id: FromPath[str]) -> dict[str, str]:
+        """Resume a paused job."""
+        await api.service.execute(job_id, ResumeJob())
+        return {"status": "resumed", "job_id": job_id}
+
+    @post(
+        JOB + "/messages",
+        operation_id="deliverMessage",
+        status_code=202,
+        responses=responses({202: (MessageAccepted, "Message delivered")}, (400, 404, 409, 413, 415)),
+    )
+    async def deliver(self, request: Request[Any, Any, Any], api: ApiDep, job_id: FromPath[str]) -> dict[str, str]:
+        """Deliver an external message to an agent of a running or paused job."""
+        body = await json_object_body(request, api.settings.max_body_bytes)
+        async with api.db.read() as conn:
+            if await read_model.job_status(conn, job_id) is None:
+                raise job_not_found(job_id)
+        agent_id, message = _external_message(api, job_id, body or {})
+        await api.service.execute(job_id, DeliverExternal(agent_id, message))
+        return {"job_id": job_id, "agent_id": agent_id, "message_id": message["envelope"]["message_id"]}

@@ -1,0 +1,119 @@
+"""A `POST /jobs` body turned into a submission, in the processing order of SPEC §2.7 (steps 3–10)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.bundles.scanner import payload_resolver
+from app.domain.canonical import canonical_json, sha256_hex
+from app.domain.manifest import normalize_manifest, validate_manifest
+from app.http.context import Api
+from app.http.errors import ApiError, bundle_not_found
+from app.service import IdempotencyMismatch, Submitted
+from app.store import read_model
+
+EMPTY_PAYLOAD = "Empty JSON payload"
+BUNDLE_PATH_REFUSED = (
+    "_bundle_path is not accepted over HTTP; register the bundle in MIRROR_NEURON_BUNDLES_DIR "
+    'and submit {"bundle_id": ...}'
+)
+BAD_IDEMPOTENCY_KEY = "Idempotency-Key must be 1 to 255 visible ASCII characters"
+BUNDLE_FIELDS = frozenset({"bundle_id", "initial_inputs"})
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A validated submission: the normalised manifest and, for bundle jobs, the bundle reference."""
+
+    manifest: dict[str, Any]
+    bundle: dict[str, Any] | None
+
+
+def check_idempotency_key(key: str | None) -> str | None:
+    """The key when it is 1–255 characters in 0x21–0x7E; 400 otherwise."""
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not all("\x21" <= c <= "\x7e" for c in key):
+        raise ApiError(400, BAD_IDEMPOTENCY_KEY)
+    return key
+
+
+def key_conflict(key: str) -> ApiError:
+    """409 for a key used before with a different body."""
+    return ApiError(409, f"Idempotency-Key {key} was already used with a different request body")
+
+
+def _invalid(errors: list[str]) -> ApiError:
+    return ApiError(400, "Manifest validation failed", errors=errors)
+
+
+def raw_manifest_request(body: dict[str, Any]) -> JobRequest:
+    """Step 9 for a raw manifest: validate (no bundle, so no upload sources) and normalise."""
+    errors = validate_manifest(body, has_bundle=False, resolve_upload=None)
+    if errors:
+        raise _invalid(errors)
+    return JobRequest(normalize_manifest(body), None)
+
+
+def _bundle_id(body: dict[str, Any]) -> str:
+    bundle_id = body["bundle_id"]
+    if not isinstance(bundle_id, str) or not bundle_id:
+        raise ApiError(400, "bundle_id must be a non-empty string")
+    extra = sorted(set(body) - BUNDLE_FIELDS)
+    if extra:
+        raise ApiError(
+            400,
+            f'unexpected field "{extra[0]}" in a bundle submission; only bundle_id and initial_inputs are allowed',
+        )
+    return bundle_id
+
+
+def _bundle_manifest(view: dict[str, Any], body: dict[str, Any]) -> JobRequest:
+    manifest = copy.deepcopy(view["manifest"])
+    if "initial_inputs" in body:
+        manifest["initial_inputs"] = copy.deepcopy(body["initial_inputs"])
+    resolver = payload_resolver(Path(view["path"]) / "payloads")
+    errors = validate_manifest(manifest, has_bundle=True, resolve_upload=resolver)
+    if errors:
+        raise _invalid(errors)
+    reference = {"bundle_id": view["bundle_id"], "fingerprint": view["fingerprint"], "path": view["path"]}
+    return JobRequest(normalize_manifest(manifest), reference)
+
+
+async def bundle_request(api: Api, body: dict[str, Any]) -> JobRequest:
+    """Steps 6–9 for a bundle submission: its current accepted manifest, upload checks on its payloads/."""
+    bundle_id = _bundle_id(body)
+    async with api.db.read() as conn:
+        view = await read_model.bundle_view(conn, bundle_id)
+    if view is None:
+        raise bundle_not_found(bundle_id)
+    # Upload checks touch the filesystem: keep them off the event loop.
+    return await asyncio.to_thread(_bundle_manifest, view, body)
+
+
+async def submit(api: Api, body: dict[str, Any], idempotency_key: str | None) -> Submitted:
+    """Run steps 2–10 of §2.7 on a parsed body; raises ApiError for the first failing step."""
+    if not body:
+        raise ApiError(400, EMPTY_PAYLOAD)
+    if "_bundle_path" in body:
+        raise ApiError(400, BUNDLE_PATH_REFUSED)
+    key = check_idempotency_key(idempotency_key)
+    digest = sha256_hex(canonical_json(body))
+    if key is not None:
+        async with api.db.read() as conn:
+            earlier = await read_model.submission_by_key(conn, key)
+        if earlier is not None:
+            if earlier.request_sha256 != digest:
+                raise key_conflict(key)
+            return Submitted(earlier.job_id, earlier.status, replayed=True)
+    request = await bundle_request(api, body) if "bundle_id" in body else raw_manifest_request(body)
+    try:
+        return await api.service.submit(
+            manifest=request.manifest, bundle=request.bundle, idempotency_key=key, request_sha256=digest
+        )
+    except IdempotencyMismatch:
+        raise key_conflict(key or "") from None

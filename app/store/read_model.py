@@ -1,0 +1,526 @@
+"""Every query the HTTP API reads: projection rows rendered as the records of SPEC §2.20, §9.6, §10.3.
+
+Each query is bounded by an index: jobs by primary key or one of the (…, updated_at, job_id)
+indexes with a LIMIT (keyset paging, never OFFSET), agents by their (job_id, agent_id) key,
+events by (stream_id, sequence) or by position, leases by job id or incarnation. Nothing here
+folds events. Operational values (`live?`, heartbeats, pool statistics) are read from the
+operational tables at request time (Appendix B.8).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import heapq
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, and_, func, or_, select, true
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import ColumnElement
+
+from app.domain import bundle as bundle_views
+from app.domain.canonical import canonical_json, format_ms
+from app.domain.events import ALL_STATUSES, TERMINAL_STATUSES
+from app.store.event_store import read_stream
+from app.store.tables import agents, bundles, executor_leases, job_leases, jobs, nodes
+
+RECENT_EVENTS = 25
+SUMMARY_JOBS = 100
+NODE_MEMORY_MS = 3_600_000  # lost/stopped nodes stay listed for an hour (SPEC §10.3)
+LIVE_STATUSES = frozenset({"pending", "queued"})
+OWNED_STATUSES = frozenset({"running", "paused"})
+
+_SUMMARY_COLUMNS = (
+    jobs.c.job_id,
+    jobs.c.graph_id,
+    jobs.c.job_name,
+    jobs.c.status,
+    jobs.c.submitted_at,
+    jobs.c.updated_at,
+    jobs.c.placement_policy,
+    jobs.c.recovery_policy,
+    jobs.c.executor_count,
+    jobs.c.nodes,
+    jobs.c.sandbox_names,
+    jobs.c.last_event,
+)
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of `GET /jobs`: JobSummary records and the cursor after the last one."""
+
+    data: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class Submission:
+    """The job an Idempotency-Key was first used for."""
+
+    job_id: str
+    status: str
+    request_sha256: str | None
+
+
+@dataclass(frozen=True)
+class StreamTip:
+    """Where a job stream ends right now, for followers."""
+
+    status: str
+    last_sequence: int
+
+    @property
+    def terminal(self) -> bool:
+        """True once the terminal event (always the last one) is recorded."""
+        return self.status in TERMINAL_STATUSES
+
+
+# ------------------------------------------------------------------------------------ cursors
+
+
+def encode_cursor(updated_at: str, job_id: str) -> str:
+    """The opaque `next_cursor`: URL-safe base64 (unpadded) of `[updated_at, job_id]`."""
+    raw = canonical_json([updated_at, job_id]).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str] | None:
+    """The (updated_at, job_id) of a cursor made by `encode_cursor`; None when it is not one."""
+    if not cursor.isascii():
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value = json.loads(raw.decode("utf-8"))
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+        return None
+    return value[0], value[1]
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+async def _live_leases(conn: AsyncConnection, job_ids: Sequence[str], now_ms: int) -> dict[str, str]:
+    """job_id → owner node name of every unexpired, unreleased job lease among `job_ids`."""
+    if not job_ids:
+        return {}
+    rows = await conn.execute(
+        select(job_leases.c.job_id, job_leases.c.node).where(
+            and_(
+                job_leases.c.job_id.in_(job_ids),
+                job_leases.c.released.is_(False),
+                job_leases.c.expires_at_ms > now_ms,
+            )
+        )
+    )
+    return {r.job_id: r.node for r in rows}
+
+
+async def _active_executors(conn: AsyncConnection, job_ids: Sequence[str]) -> dict[str, int]:
+    """job_id → executor agents with a message in flight."""
+    if not job_ids:
+        return {}
+    rows = await conn.execute(
+        select(agents.c.job_id, func.count().label("n"))
+        .where(
+            and_(
+                agents.c.job_id.in_(job_ids),
+                agents.c.agent_type == "executor",
+                agents.c.inflight_message_id.is_not(None),
+            )
+        )
+        .group_by(agents.c.job_id)
+    )
+    return {r.job_id: int(r.n) for r in rows}
+
+
+def _is_live(status: str, job_id: str, leases: dict[str, str]) -> bool:
+    return status in LIVE_STATUSES or (status in OWNED_STATUSES and job_id in leases)
+
+
+def _summary(row: Row[Any], live: bool, active_executors: int) -> dict[str, Any]:
+    return {
+        "job_id": row.job_id,
+        "graph_id": row.graph_id,
+        "job_name": row.job_name,
+        "status": row.status,
+        "submitted_at": row.submitted_at,
+        "updated_at": row.updated_at,
+        "placement_policy": row.placement_policy,
+        "recovery_policy": row.recovery_policy,
+        "live?": live,
+        "executor_count": row.executor_count,
+        "active_executors": active_executors,
+        "nodes": _json(row.nodes),
+        "sandbox_names": _json(row.sandbox_names),
+        "last_event": row.last_event,
+    }
+
+
+async def _summaries(conn: AsyncConnection, rows: Sequence[Row[Any]], now_ms: int) -> list[dict[str, Any]]:
+    """JobSummary records of job rows, with two batched look-ups for the whole page."""
+    owned = [r.job_id for r in rows if r.status in OWNED_STATUSES]
+    leases = await _live_leases(conn, owned, now_ms)
+    # After the terminal event nothing runs (SPEC §3.3), so only live jobs can have active executors.
+    running = [r.job_id for r in rows if r.executor_count > 0 and r.status not in TERMINAL_STATUSES]
+    active = await _active_executors(conn, running)
+    return [_summary(r, _is_live(r.status, r.job_id, leases), active.get(r.job_id, 0)) for r in rows]
+
+
+# ------------------------------------------------------------------------------------ jobs
+
+
+def _job_record(row: Row[Any]) -> dict[str, Any]:
+    return {
+        "job_id": row.job_id,
+        "graph_id": row.graph_id,
+        "job_name": row.job_name,
+        "status": row.status,
+        "status_reason": row.status_reason,
+        "daemon": bool(row.daemon),
+        "submitted_at": row.submitted_at,
+        "updated_at": row.updated_at,
+        "root_agent_ids": _json(row.root_agent_ids),
+        "placement_policy": row.placement_policy,
+        "recovery_policy": row.recovery_policy,
+        "max_agent_restart_attempts": row.max_agent_restart_attempts,
+        "result": _json(row.result),
+        "node": row.node,
+        "recovery_count": row.recovery_count,
+        "last_sequence": row.last_sequence,
+        "last_hash": row.last_hash,
+        "manifest_ref": _json(row.manifest_ref),
+        "bundle": _json(row.bundle),
+        "idempotency_key": row.idempotency_key,
+    }
+
+
+def _agent_status(row: Row[Any], job_status: str, in_flight: bool) -> str:
+    executor = row.agent_type == "executor"
+    if job_status == "paused":
+        return "paused"
+    if executor:
+        if row.last_error is not None:
+            return "error"
+        if in_flight:
+            return "running"
+        if row.mailbox_depth > 0:
+            return "queued"
+        return "completed" if row.runs > 0 else "ready"
+    return "busy" if in_flight or row.mailbox_depth > 0 else "ready"
+
+
+def _agent_summary(
+    row: Row[Any], *, job_status: str, node: str | None, live: bool, heartbeat: str | None
+) -> dict[str, Any]:
+    # A message is in flight only while the job runs: after the terminal event the owner has
+    # stopped every agent, even if no `message_processed` closed the step.
+    in_flight = row.inflight_message_id is not None and job_status not in TERMINAL_STATUSES
+    return {
+        "agent_id": row.agent_id,
+        "agent_type": row.agent_type,
+        "type": row.template,
+        "role": row.role,
+        "assigned_node": node,
+        "processed_messages": row.processed_messages,
+        "mailbox_depth": row.mailbox_depth,
+        "paused?": job_status == "paused",
+        "last_heartbeat_at": heartbeat,
+        "live?": live,
+        "status": _agent_status(row, job_status, in_flight),
+        "running?": row.agent_type == "executor" and in_flight,
+        "last_error": row.last_error,
+        "sandbox_name": row.sandbox_name,
+        "lease": {"lease_id": row.lease_id, "pool": row.lease_pool, "slots": row.lease_slots},
+    }
+
+
+def _sandboxes(agent_rows: Iterable[Row[Any]]) -> list[dict[str, Any]]:
+    """SandboxSummary records from the agents' last-sandbox columns (Appendix B.7)."""
+    found = [
+        {
+            "agent_id": r.agent_id,
+            "sandbox_name": r.sandbox_name,
+            "exit_code": r.sandbox_exit_code,
+            "pool": r.sandbox_pool,
+            "timestamp": r.sandbox_at,
+        }
+        for r in agent_rows
+        if r.sandbox_name is not None
+    ]
+    return sorted(found, key=lambda s: (s["agent_id"], s["sandbox_name"]))
+
+
+async def _heartbeat(conn: AsyncConnection, node: str) -> str | None:
+    row = (await conn.execute(select(nodes.c.last_heartbeat_ms).where(nodes.c.name == node))).first()
+    return None if row is None else format_ms(row.last_heartbeat_ms)
+
+
+async def job_details(conn: AsyncConnection, job_id: str, *, now_ms: int) -> dict[str, Any] | None:
+    """The §2.9 details of a job (job, summary, agents, recent_events, sandboxes); None if unknown."""
+    row = (await conn.execute(select(jobs).where(jobs.c.job_id == job_id))).first()
+    if row is None:
+        return None
+    agent_rows = sorted(
+        (await conn.execute(select(agents).where(agents.c.job_id == job_id))).all(), key=lambda r: r.agent_id
+    )
+    leases = await _live_leases(conn, [job_id], now_ms) if row.status in OWNED_STATUSES else {}
+    live = _is_live(row.status, job_id, leases)
+    heartbeat = await _heartbeat(conn, leases[job_id]) if job_id in leases else None
+    active = sum(
+        1
+        for a in agent_rows
+        if a.agent_type == "executor" and a.inflight_message_id is not None and row.status not in TERMINAL_STATUSES
+    )
+    recent = await read_stream(conn, job_id, limit=RECENT_EVENTS, newest_first=True)
+    return {
+        "job": _job_record(row),
+        "summary": _summary(row, live, active),
+        "agents": [
+            _agent_summary(a, job_status=row.status, node=row.node, live=live, heartbeat=heartbeat)
+            for a in agent_rows
+        ],
+        "recent_events": [e.to_api() for e in recent],
+        "sandboxes": _sandboxes(agent_rows),
+    }
+
+
+async def job_status(conn: AsyncConnection, job_id: str) -> str | None:
+    """The current status of a job; None when it does not exist (or was cleaned up)."""
+    row = (await conn.execute(select(jobs.c.status).where(jobs.c.job_id == job_id))).first()
+    return None if row is None else str(row.status)
+
+
+async def stream_tip(conn: AsyncConnection, job_id: str) -> StreamTip | None:
+    """The status and last sequence of a job; None when it does not exist (or was cleaned up)."""
+    row = (
+        await conn.execute(select(jobs.c.status, jobs.c.last_sequence).where(jobs.c.job_id == job_id))
+    ).first()
+    return None if row is None else StreamTip(row.status, row.last_sequence)
+
+
+def _page_query(
+    *, status: str | None, graph_id: str | None, after: tuple[str, str] | None, limit: int
+) -> Any:
+    conditions: list[ColumnElement[bool]] = []
+    if status is not None:
+        conditions.append(jobs.c.status == status)
+    if graph_id is not None:
+        conditions.append(jobs.c.graph_id == graph_id)
+    if after is not None:
+        updated_at, job_id = after
+        # Strictly after the cursor row in (updated_at desc, job_id desc) order. The first
+        # conjunct is a plain range on the index's leading sort column on both dialects.
+        conditions.append(jobs.c.updated_at <= updated_at)
+        conditions.append(or_(jobs.c.updated_at < updated_at, jobs.c.job_id < job_id))
+    return (
+        select(*_SUMMARY_COLUMNS)
+        .where(and_(true(), *conditions))
+        .order_by(jobs.c.updated_at.desc(), jobs.c.job_id.desc())
+        .limit(limit)
+    )
+
+
+async def list_jobs(
+    conn: AsyncConnection,
+    *,
+    limit: int,
+    after: tuple[str, str] | None = None,
+    statuses: frozenset[str] | None = None,
+    graph_id: str | None = None,
+    now_ms: int,
+) -> JobPage:
+    """JobSummaries newest `updated_at` first (ties: job_id descending), strictly after `after`.
+
+    `statuses` None means every status. With a status filter, each status is read from the
+    (status, updated_at, job_id) index with its own LIMIT and the streams are merged, so a page
+    never sorts more than `len(statuses) * (limit + 1)` rows.
+    """
+    if statuses is not None and not statuses:
+        return JobPage([], None)
+    wanted = limit + 1
+    if statuses is None:
+        query = _page_query(status=None, graph_id=graph_id, after=after, limit=wanted)
+        rows = list((await conn.execute(query)).all())
+    else:
+        per_status = [
+            list((await conn.execute(_page_query(status=s, graph_id=graph_id, after=after, limit=wanted))).all())
+            for s in sorted(statuses)
+        ]
+        merged = heapq.merge(*per_status, key=lambda r: (r.updated_at, r.job_id), reverse=True)
+        rows = [r for _, r in zip(range(wanted), merged, strict=False)]
+    page = rows[:limit]
+    cursor = encode_cursor(page[-1].updated_at, page[-1].job_id) if len(rows) > limit else None
+    return JobPage(await _summaries(conn, page, now_ms), cursor)
+
+
+async def submission_by_key(conn: AsyncConnection, idempotency_key: str) -> Submission | None:
+    """The job whose `job_submitted` carries this Idempotency-Key, if any (unique index)."""
+    row = (
+        await conn.execute(
+            select(jobs.c.job_id, jobs.c.status, jobs.c.request_sha256).where(
+                jobs.c.idempotency_key == idempotency_key
+            )
+        )
+    ).first()
+    return None if row is None else Submission(row.job_id, row.status, row.request_sha256)
+
+
+# ------------------------------------------------------------------------------------ system
+
+
+async def job_counts(conn: AsyncConnection) -> dict[str, int]:
+    """Number of jobs per status, all seven statuses present."""
+    rows = await conn.execute(select(jobs.c.status, func.count().label("n")).group_by(jobs.c.status))
+    counts = dict.fromkeys(ALL_STATUSES, 0)
+    for r in rows:
+        counts[r.status] = int(r.n)
+    return counts
+
+
+def _pool_stats(capacities: Any, usage: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    stats: dict[str, dict[str, int]] = {}
+    for pool, value in sorted((capacities or {}).items()):
+        capacity = int(value["capacity"] if isinstance(value, dict) else value)
+        used = usage.get(pool, {})
+        in_use = used.get("in_use", 0)
+        stats[pool] = {
+            "capacity": capacity,
+            "in_use": in_use,
+            "available": max(capacity - in_use, 0),
+            "queued": used.get("queued", 0),
+            "active": used.get("active", 0),
+        }
+    return stats
+
+
+async def _pool_usage(
+    conn: AsyncConnection, incarnations: dict[str, str]
+) -> dict[str, dict[str, dict[str, int]]]:
+    """node → pool → {in_use, active, queued} from the `executor_leases` mirror of live incarnations."""
+    if not incarnations:
+        return {}
+    rows = await conn.execute(
+        select(
+            executor_leases.c.node,
+            executor_leases.c.incarnation,
+            executor_leases.c.pool,
+            executor_leases.c.state,
+            func.count().label("n"),
+            func.coalesce(func.sum(executor_leases.c.slots), 0).label("slots"),
+        )
+        .where(executor_leases.c.node.in_(sorted(incarnations)))
+        .group_by(
+            executor_leases.c.node, executor_leases.c.incarnation, executor_leases.c.pool, executor_leases.c.state
+        )
+    )
+    usage: dict[str, dict[str, dict[str, int]]] = {}
+    for r in rows:
+        if incarnations.get(r.node) != r.incarnation:
+            continue
+        pool = usage.setdefault(r.node, {}).setdefault(r.pool, {})
+        if r.state == "held":
+            pool["in_use"] = pool.get("in_use", 0) + int(r.slots)
+            pool["active"] = pool.get("active", 0) + int(r.n)
+        elif r.state == "queued":
+            pool["queued"] = pool.get("queued", 0) + int(r.n)
+    return usage
+
+
+async def _active_jobs(conn: AsyncConnection, incarnations: Sequence[str], now_ms: int) -> dict[str, int]:
+    """incarnation → unexpired, unreleased job leases it holds."""
+    if not incarnations:
+        return {}
+    rows = await conn.execute(
+        select(job_leases.c.incarnation, func.count().label("n"))
+        .where(
+            and_(
+                job_leases.c.incarnation.in_(incarnations),
+                job_leases.c.released.is_(False),
+                job_leases.c.expires_at_ms > now_ms,
+            )
+        )
+        .group_by(job_leases.c.incarnation)
+    )
+    return {r.incarnation: int(r.n) for r in rows}
+
+
+async def list_nodes(conn: AsyncConnection, *, serving_node: str, now_ms: int) -> list[dict[str, Any]]:
+    """NodeSummaries (SPEC §10.3) of alive nodes and of nodes lost/stopped within the hour, by name."""
+    rows = sorted(
+        (
+            await conn.execute(
+                select(nodes).where(
+                    or_(nodes.c.status == "alive", nodes.c.status_changed_ms >= now_ms - NODE_MEMORY_MS)
+                )
+            )
+        ).all(),
+        key=lambda r: r.name,
+    )
+    alive = [r for r in rows if r.status == "alive"]
+    connected = sorted(r.name for r in alive)
+    active = await _active_jobs(conn, [r.incarnation for r in rows], now_ms)
+    usage = await _pool_usage(conn, {r.name: r.incarnation for r in alive if r.runtime_enabled})
+    return [
+        {
+            "name": r.name,
+            "status": r.status,
+            "started_at": format_ms(r.started_at_ms),
+            "last_heartbeat_at": format_ms(r.last_heartbeat_ms),
+            "connected_nodes": connected,
+            "self?": r.name == serving_node,
+            "scheduler_hint": "cluster_member" if r.name == serving_node else "remote_member",
+            "api_enabled": bool(r.api_enabled),
+            "runtime_enabled": bool(r.runtime_enabled),
+            "active_jobs": active.get(r.incarnation, 0),
+            "executor_pools": (
+                _pool_stats(_json(r.executor_pools), usage.get(r.name, {}))
+                if r.status == "alive" and r.runtime_enabled
+                else {}
+            ),
+            "hardware": _json(r.hardware),
+        }
+        for r in rows
+    ]
+
+
+async def system_summary(conn: AsyncConnection, *, serving_node: str, now_ms: int) -> dict[str, Any]:
+    """The §2.5 summary: nodes, the 100 most recently updated jobs, total and per-status counts."""
+    counts = await job_counts(conn)
+    page = await list_jobs(conn, limit=SUMMARY_JOBS, now_ms=now_ms)
+    return {
+        "nodes": await list_nodes(conn, serving_node=serving_node, now_ms=now_ms),
+        "jobs": page.data,
+        "jobs_total": sum(counts.values()),
+        "job_counts": counts,
+    }
+
+
+# ------------------------------------------------------------------------------------ bundles
+
+
+async def bundle_view(conn: AsyncConnection, bundle_id: str) -> dict[str, Any] | None:
+    """The bundle projection (current accepted version and history); None if not registered."""
+    row = (await conn.execute(select(bundles.c.view).where(bundles.c.bundle_id == bundle_id))).first()
+    return None if row is None else dict(json.loads(row.view))
+
+
+async def bundle_detail(conn: AsyncConnection, bundle_id: str) -> dict[str, Any] | None:
+    """BundleDetail (SPEC §9.6); None if not registered."""
+    view = await bundle_view(conn, bundle_id)
+    return None if view is None else bundle_views.detail(view)
+
+
+async def list_bundles(conn: AsyncConnection) -> list[dict[str, Any]]:
+    """BundleSummaries sorted by bundle_id."""
+    rows = (await conn.execute(select(bundles.c.bundle_id, bundles.c.view))).all()
+    return [bundle_views.summary(json.loads(r.view)) for r in sorted(rows, key=lambda r: r.bundle_id)]
