@@ -12,7 +12,7 @@ from litestar.params import FromPath
 from app.bundles.scanner import BundleCandidate, BundleProblem, read_bundle_dir
 from app.domain import events as ev
 from app.domain.bundle import BundleVersion
-from app.http.context import ApiDep
+from app.http.context import Api, ApiDep
 from app.http.errors import ApiError, bundle_not_found
 from app.http.schemas import BundleDetail, BundleList, Reloaded, ReloadUnchanged, responses
 from app.store import read_model

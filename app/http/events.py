@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain.events import Event
 from app.http import params
-from app.http.context import ApiDep
+from app.http.context import Api, ApiDep
 from app.http.errors import ApiError, job_not_found
 from app.http.schemas import EventPage, responses
 from app.store import read_model
@@ -137,7 +137,7 @@ async def _feed_reader(conn: AsyncConnection, after: int, size: int) -> tuple[li
     return await read_job_events(conn, after=after, limit=size), False
 
 
-def _stream(api: ApiDep, query: FeedQuery, read: BatchReader, cursor_of: Callable[[Event], int]) -> Stream:
+def _stream(api: Api, query: FeedQuery, read: BatchReader, cursor_of: Callable[[Event], int]) -> Stream:
     return Stream(
         frames(api, query, read, cursor_of),
         media_type=_MEDIA_TYPES[query.mode],

@@ -19,7 +19,7 @@ from app.domain.messages import (
 )
 from app.http import params
 from app.http.body import json_object_body
-from app.http.context import ApiDep
+from app.http.context import Api, ApiDep
 from app.http.errors import ApiError, job_not_found
 from app.http.schemas import (
     Cleanup,
@@ -40,7 +40,7 @@ def _location(job_id: str) -> dict[str, str]:
     return {"Location": f"/api/v1/jobs/{job_id}"}
 
 
-def _external_message(api: ApiDep, job_id: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def _external_message(api: Api, job_id: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The agent id and the normalised external message of a `POST /messages` body (400 when invalid)."""
     agent_id = body.get("agent_id")
     if not isinstance(agent_id, str) or not agent_id:
