@@ -40,16 +40,18 @@ def _is_health(scope: Scope) -> bool:
     return scope.get("method") == "GET" and str(scope.get("path", "")).rstrip("/") == HEALTH_PATH
 
 
-async def _unauthorized(send: Send) -> None:
-    body = json.dumps({"error": UNAUTHORIZED}).encode("utf-8")
+async def _send_json(
+    send: Send, status: int, content: dict[str, str], headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    body = json.dumps(content, separators=(",", ":")).encode("utf-8")
     await send(
         {
             "type": "http.response.start",
-            "status": 401,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode("ascii")),
-                (b"www-authenticate", b"Bearer"),
+                *headers,
             ],
         }
     )
@@ -69,7 +71,11 @@ class BearerGate:
         if http["type"] == "http":
             token = self.token
             if token is not None and not _is_health(scope) and not _bearer_ok(scope, token):
-                await _unauthorized(send)
+                await _send_json(send, 401, {"error": UNAUTHORIZED}, ((b"www-authenticate", b"Bearer"),))
+                return
+            if "\x00" in str(http.get("path", "")):
+                # No route has a NUL in it, and no id containing one can be stored.
+                await _send_json(send, 404, {"error": "Not Found"})
                 return
             if http.get("method") == "OPTIONS":
                 http["method"] = UNROUTED_METHOD

@@ -23,8 +23,7 @@ def too_large(limit: int) -> ApiError:
 
 
 async def read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
-    """The raw body, refusing (413) a declared Content-Length over `limit` before reading a byte,
-    and stopping as soon as more than `limit` bytes have arrived."""
+    """The raw body; 413 for a declared Content-Length over `limit` (nothing read) or once `limit` is passed."""
     declared = request.headers.get("content-length", "").strip()
     if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
@@ -49,7 +48,9 @@ def check_content_type(request: Request[Any, Any, Any]) -> None:
     if given is None:
         return
     media_type = given.split(";", 1)[0].strip().lower()
-    if media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json")):
+    if media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
         return
     raise ApiError(415, f'unsupported content type "{given}"; expected application/json')
 

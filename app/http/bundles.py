@@ -21,7 +21,12 @@ RELOAD_REASON = "api_request"
 
 
 def _unchanged(bundle_id: str) -> dict[str, Any]:
-    return {"bundle_id": bundle_id, "changed": False, "reloaded": False, "message": "No bundle changes detected"}
+    return {
+        "bundle_id": bundle_id,
+        "changed": False,
+        "reloaded": False,
+        "message": "No bundle changes detected",
+    }
 
 
 def _version(bundle_id: str, found: BundleCandidate) -> BundleVersion:
@@ -89,7 +94,11 @@ class BundlesController(Controller):
     path = "/api/v1/bundles"
     tags = ["bundles"]
 
-    @get("/", operation_id="listBundles", responses=responses({200: (BundleList, "Bundles sorted by bundle_id")}))
+    @get(
+        "/",
+        operation_id="listBundles",
+        responses=responses({200: (BundleList, "Bundles sorted by bundle_id")}),
+    )
     async def list_bundles(self, api: ApiDep) -> dict[str, Any]:
         """BundleSummaries sorted by bundle_id."""
         async with api.db.read() as conn:

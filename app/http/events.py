@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 POLL_INTERVAL_SECONDS = 0.2
 KEEPALIVE_SECONDS = 15.0
 BATCH = 500
+# Cursors past the largest storable sequence/position match nothing; clamping keeps them
+# inside the database integer types (Postgres INTEGER sequences, BIGINT positions).
+MAX_SEQUENCE = 2**31 - 1
+MAX_POSITION = 2**63 - 1
 JSON, NDJSON, SSE = "json", "ndjson", "sse"
 AFTER_MESSAGE = "after must be a non-negative integer"
 LAST_EVENT_ID_MESSAGE = "Last-Event-ID must be a non-negative integer"
@@ -87,11 +91,11 @@ def _frame(mode: str, event: Event, cursor: int) -> bytes:
 async def frames(
     api: ApiDep, query: FeedQuery, read: BatchReader, cursor_of: Callable[[Event], int]
 ) -> AsyncIterator[bytes]:
-    """The NDJSON lines or SSE frames of a feed; with `follow`, polls for new events and sends keep-alives.
-
-    Every poll continues strictly after the last event sent, so events arrive in order with no
-    gap and no duplicate; the stream ends after the job's terminal event or when it is deleted.
-    """
+    """NDJSON lines or SSE frames in order, with no gap and no duplicate; `follow` tails new events."""
+    # Every poll continues strictly after the last event sent. A job stream's appends are
+    # serialised and the global positions are handed out in commit order (event_store), so a
+    # cursor never passes an event that commits later. The stream ends after the job's terminal
+    # event (always its last) or when cleanup deleted the job.
     after, remaining = query.after, query.limit
     clock = asyncio.get_running_loop().time
     last_write = clock()
@@ -126,7 +130,7 @@ def _job_reader(job_id: str) -> BatchReader:
         tip = await read_model.stream_tip(conn, job_id)
         if tip is None:
             return [], True
-        batch = await read_stream(conn, job_id, after=after, limit=size)
+        batch = await read_stream(conn, job_id, after=min(after, MAX_SEQUENCE), limit=size)
         last = batch[-1].sequence if batch else after
         return batch, tip.terminal and last >= tip.last_sequence
 
@@ -134,7 +138,7 @@ def _job_reader(job_id: str) -> BatchReader:
 
 
 async def _feed_reader(conn: AsyncConnection, after: int, size: int) -> tuple[list[Event], bool]:
-    return await read_job_events(conn, after=after, limit=size), False
+    return await read_job_events(conn, after=min(after, MAX_POSITION), limit=size), False
 
 
 def _stream(api: Api, query: FeedQuery, read: BatchReader, cursor_of: Callable[[Event], int]) -> Stream:
@@ -178,14 +182,16 @@ class EventsController(Controller):
         accept: Annotated[str | None, HeaderParameter(name="Accept", required=False)] = None,
     ) -> Response[Any]:
         """A job's events after `after` (or Last-Event-ID); NDJSON/SSE may follow live events."""
-        query = feed_query(after=after, limit=limit, follow=follow, last_event_id=last_event_id, accept=accept)
+        query = feed_query(
+            after=after, limit=limit, follow=follow, last_event_id=last_event_id, accept=accept
+        )
         async with api.db.read() as conn:
             if await read_model.stream_tip(conn, job_id) is None:
                 raise job_not_found(job_id)
             if query.mode != JSON:
                 return _stream(api, query, _job_reader(job_id), _sequence)
             wanted = None if query.limit is None else query.limit + 1
-            found = await read_stream(conn, job_id, after=query.after, limit=wanted)
+            found = await read_stream(conn, job_id, after=min(query.after, MAX_SEQUENCE), limit=wanted)
         page = found if query.limit is None else found[: query.limit]
         more = query.limit is not None and len(found) > query.limit
         return Response(
@@ -207,9 +213,14 @@ class EventsController(Controller):
         accept: Annotated[str | None, HeaderParameter(name="Accept", required=False)] = None,
     ) -> Response[Any]:
         """Every job's events in position order after `after`; never skips a later-committing event."""
-        query = feed_query(after=after, limit=limit, follow=follow, last_event_id=last_event_id, accept=accept)
+        query = feed_query(
+            after=after, limit=limit, follow=follow, last_event_id=last_event_id, accept=accept
+        )
         if query.mode != JSON:
             return _stream(api, query, _feed_reader, _position)
         async with api.db.read() as conn:
-            page = await read_job_events(conn, after=query.after, limit=query.limit or 100)
-        return Response({"data": [e.to_api() for e in page], "next_after": page[-1].position if page else None})
+            start = min(query.after, MAX_POSITION)
+            page = await read_job_events(conn, after=start, limit=query.limit or 100)
+        return Response(
+            {"data": [e.to_api() for e in page], "next_after": page[-1].position if page else None}
+        )

@@ -76,7 +76,10 @@ class JobsController(Controller):
         operation_id="submitJob",
         status_code=201,
         responses=responses(
-            {201: (Submitted, "Job submitted"), 200: (Submitted, "Idempotent replay of an earlier submission")},
+            {
+                201: (Submitted, "Job submitted"),
+                200: (Submitted, "Idempotent replay of an earlier submission"),
+            },
             (400, 404, 409, 413, 415),
         ),
     )
@@ -84,7 +87,9 @@ class JobsController(Controller):
         self,
         request: Request[Any, Any, Any],
         api: ApiDep,
-        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key", required=False)] = None,
+        idempotency_key: Annotated[
+            str | None, HeaderParameter(name="Idempotency-Key", required=False)
+        ] = None,
     ) -> Response[dict[str, Any]]:
         """Submit a manifest or a registered bundle; replays an earlier submission with the same key."""
         body = await json_object_body(request, api.settings.max_body_bytes)
@@ -137,7 +142,12 @@ class JobsController(Controller):
     ) -> dict[str, Any]:
         """Delete terminal jobs (with `all`, cancel and delete live ones too), each audited."""
         age = params.non_negative(older_than, "older_than must be a non-negative integer")
-        deleted = await api.service.cleanup(include_live=params.flag(all_jobs), older_than=age, node=api.node_name)
+        if age is not None:
+            # Nothing is older than the epoch: a larger age selects nothing, and stays representable.
+            age = min(age, api.now_ms() // 1000)
+        deleted = await api.service.cleanup(
+            include_live=params.flag(all_jobs), older_than=age, node=api.node_name
+        )
         return {"deleted_count": len(deleted), "deleted_jobs": deleted}
 
     @get(JOB, operation_id="getJob", responses=responses({200: (JobDetails, "Job details")}, (404,)))
@@ -188,7 +198,9 @@ class JobsController(Controller):
         status_code=202,
         responses=responses({202: (MessageAccepted, "Message delivered")}, (400, 404, 409, 413, 415)),
     )
-    async def deliver(self, request: Request[Any, Any, Any], api: ApiDep, job_id: FromPath[str]) -> dict[str, str]:
+    async def deliver(
+        self, request: Request[Any, Any, Any], api: ApiDep, job_id: FromPath[str]
+    ) -> dict[str, str]:
         """Deliver an external message to an agent of a running or paused job."""
         body = await json_object_body(request, api.settings.max_body_bytes)
         async with api.db.read() as conn:

@@ -46,8 +46,7 @@ def flag(value: str | None) -> bool:
 
 
 def statuses(values: list[str] | None, include_terminal: str | None) -> frozenset[str] | None:
-    """The statuses a job list matches (None: all): the union of `status` items, intersected with
-    the non-terminal statuses when `include_terminal` is exactly `false`."""
+    """The statuses a job list matches (None: all); `include_terminal=false` keeps only live ones."""
     wanted: frozenset[str] | None = None
     if values:
         items = [item for value in values for item in value.split(",")]

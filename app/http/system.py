@@ -104,4 +104,6 @@ class SystemController(Controller):
     async def nodes(self, api: ApiDep) -> dict[str, Any]:
         """Alive nodes and nodes lost or stopped within the last hour."""
         async with api.db.read() as conn:
-            return {"data": await read_model.list_nodes(conn, serving_node=api.node_name, now_ms=api.now_ms())}
+            return {
+                "data": await read_model.list_nodes(conn, serving_node=api.node_name, now_ms=api.now_ms())
+            }

@@ -97,12 +97,23 @@ def decode_cursor(cursor: str) -> tuple[str, str] | None:
         value = json.loads(raw.decode("utf-8"))
     except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         return None
-    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+    if not (isinstance(value, list) and len(value) == 2 and all(_storable(v) for v in value)):
         return None
     return value[0], value[1]
 
 
 # ------------------------------------------------------------------------------------ helpers
+
+
+def _storable(value: object) -> bool:
+    """True for a string a text column can hold (no NUL, no lone surrogate)."""
+    if not isinstance(value, str) or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _json(text: str | None) -> Any:
@@ -279,7 +290,9 @@ async def job_details(conn: AsyncConnection, job_id: str, *, now_ms: int) -> dic
     active = sum(
         1
         for a in agent_rows
-        if a.agent_type == "executor" and a.inflight_message_id is not None and row.status not in TERMINAL_STATUSES
+        if a.agent_type == "executor"
+        and a.inflight_message_id is not None
+        and row.status not in TERMINAL_STATUSES
     )
     recent = await read_stream(conn, job_id, limit=RECENT_EVENTS, newest_first=True)
     return {
@@ -339,13 +352,11 @@ async def list_jobs(
     graph_id: str | None = None,
     now_ms: int,
 ) -> JobPage:
-    """JobSummaries newest `updated_at` first (ties: job_id descending), strictly after `after`.
-
-    `statuses` None means every status. With a status filter, each status is read from the
-    (status, updated_at, job_id) index with its own LIMIT and the streams are merged, so a page
-    never sorts more than `len(statuses) * (limit + 1)` rows.
-    """
-    if statuses is not None and not statuses:
+    """JobSummaries newest `updated_at` first (ties: job_id descending), strictly after `after`."""
+    # `statuses` None means every status. With a status filter each status is read from the
+    # (status, updated_at, job_id) index with its own LIMIT and the sorted streams are merged, so
+    # a page never reads more than len(statuses) * (limit + 1) rows.
+    if (statuses is not None and not statuses) or (graph_id is not None and not _storable(graph_id)):
         return JobPage([], None)
     wanted = limit + 1
     if statuses is None:
@@ -353,7 +364,11 @@ async def list_jobs(
         rows = list((await conn.execute(query)).all())
     else:
         per_status = [
-            list((await conn.execute(_page_query(status=s, graph_id=graph_id, after=after, limit=wanted))).all())
+            list(
+                (
+                    await conn.execute(_page_query(status=s, graph_id=graph_id, after=after, limit=wanted))
+                ).all()
+            )
             for s in sorted(statuses)
         ]
         merged = heapq.merge(*per_status, key=lambda r: (r.updated_at, r.job_id), reverse=True)
@@ -420,7 +435,10 @@ async def _pool_usage(
         )
         .where(executor_leases.c.node.in_(sorted(incarnations)))
         .group_by(
-            executor_leases.c.node, executor_leases.c.incarnation, executor_leases.c.pool, executor_leases.c.state
+            executor_leases.c.node,
+            executor_leases.c.incarnation,
+            executor_leases.c.pool,
+            executor_leases.c.state,
         )
     )
     usage: dict[str, dict[str, dict[str, int]]] = {}

@@ -52,7 +52,12 @@ async def make_client(db: Database, service: Service) -> AsyncIterator[ClientFac
         settings: Settings | None = None, *, database: Database | None = None, node_name: str = NODE
     ) -> httpx.AsyncClient:
         target = database or db
-        app = create_app(settings or Settings(), target, service if database is None else Service(target), node_name=node_name)
+        app = create_app(
+            settings or Settings(),
+            target,
+            service if database is None else Service(target),
+            node_name=node_name,
+        )
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
         opened.append(client)
         return client
@@ -71,7 +76,9 @@ async def client(make_client: ClientFactory) -> httpx.AsyncClient:
 # ------------------------------------------------------------------------------------ manifests
 
 
-def lifecycle_manifest(graph_id: str = "pause_resume_test", *, sink_config: dict[str, Any] | None = None) -> dict[str, Any]:
+def lifecycle_manifest(
+    graph_id: str = "pause_resume_test", *, sink_config: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The §13.5 manifest: a root router and a sink aggregator, no edges."""
     return {
         "graph_id": graph_id,
@@ -169,7 +176,9 @@ async def start(db: Database, service: Service, job_id: str, *, ttl_ms: int = TT
     """queued → running: claim the job lease, then bootstrap with the seed messages."""
     now = service.clock()
     async with db.write() as conn:
-        fence = await leases.claim(conn, job_id, node=NODE, incarnation=INCARNATION, now_ms=now, ttl_ms=ttl_ms)
+        fence = await leases.claim(
+            conn, job_id, node=NODE, incarnation=INCARNATION, now_ms=now, ttl_ms=ttl_ms
+        )
     assert fence is not None
     messages = await seeds(db, job_id)
     await service.execute(job_id, StartJob(NODE, messages), fence)
@@ -182,7 +191,9 @@ async def run(db: Database, service: Service, job_id: str) -> Running:
     return await start(db, service, job_id)
 
 
-async def process(service: Service, job: Running, agent_id: str, message: dict[str, Any], *, processed: int) -> None:
+async def process(
+    service: Service, job: Running, agent_id: str, message: dict[str, Any], *, processed: int
+) -> None:
     """One successful step of an agent on a message: received, then processed."""
     received = NewEvent("agent_message_received", received_payload(message), agent_id)
     await service.execute(job.job_id, RecordAgentEvents(agent_id, (received,)), job.fence)
@@ -217,7 +228,9 @@ def labels(recorded: list[dict[str, Any]]) -> list[str]:
 # ------------------------------------------------------------------------------------ bundles
 
 
-def write_bundle(root: Path, name: str, manifest: dict[str, Any], files: dict[str, str] | None = None) -> Path:
+def write_bundle(
+    root: Path, name: str, manifest: dict[str, Any], files: dict[str, str] | None = None
+) -> Path:
     """A bundle folder with manifest.json and payloads/."""
     directory = root / name
     (directory / "payloads").mkdir(parents=True, exist_ok=True)
@@ -234,7 +247,12 @@ async def register_bundle(service: Service, directory: Path) -> BundleCandidate:
     found = read_bundle_dir(directory)
     assert isinstance(found, BundleCandidate), found
     version = BundleVersion(
-        found.bundle_id, found.path, found.fingerprint, found.manifest, found.reload, tuple(found.payload_files)
+        found.bundle_id,
+        found.path,
+        found.fingerprint,
+        found.manifest,
+        found.reload,
+        tuple(found.payload_files),
     )
     await service.scan_bundle(version, NODE)
     return found
@@ -270,7 +288,9 @@ async def add_node(
                 status_changed_ms=changed_ms if changed_ms is not None else now,
                 api_enabled=True,
                 runtime_enabled=runtime_enabled,
-                executor_pools=json.dumps(pools if pools is not None else ({"default": 4} if runtime_enabled else {})),
+                executor_pools=json.dumps(
+                    pools if pools is not None else ({"default": 4} if runtime_enabled else {})
+                ),
                 hardware=json.dumps({"cpu": {"logical_processors": 8, "architecture": "x86_64"}}),
             )
         )

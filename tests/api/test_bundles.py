@@ -38,8 +38,17 @@ async def test_list_and_details(client: httpx.AsyncClient, service: Service, tmp
     assert [b["bundle_id"] for b in listed] == ["alpha", "zeta"]
     summary = listed[1]
     assert set(summary) == {
-        "bundle_id", "graph_id", "job_name", "manifest_version", "path", "fingerprint", "version",
-        "registered_at", "last_reloaded", "reload", "last_reload_error",
+        "bundle_id",
+        "graph_id",
+        "job_name",
+        "manifest_version",
+        "path",
+        "fingerprint",
+        "version",
+        "registered_at",
+        "last_reloaded",
+        "reload",
+        "last_reload_error",
     }
     assert summary["graph_id"] == "zeta" and summary["job_name"] == "Zeta" and summary["path"] == zeta.path
     assert summary["fingerprint"] == zeta.fingerprint and summary["version"] == 1
@@ -63,22 +72,31 @@ async def test_list_and_details(client: httpx.AsyncClient, service: Service, tmp
     assert missing.json() == {"error": "Bundle nope not found"}
 
 
-async def test_reload_unchanged(client: httpx.AsyncClient, db: Database, service: Service, tmp_path: Path) -> None:
+async def test_reload_unchanged(
+    client: httpx.AsyncClient, db: Database, service: Service, tmp_path: Path
+) -> None:
     await register_bundle(service, write_bundle(tmp_path, "d", _manifest("demo")))
     before = await event_count(db)
     response = await client.post(f"{BASE}/bundles/demo/reload")
     assert response.status_code == 200
     assert response.json() == {
-        "bundle_id": "demo", "changed": False, "reloaded": False, "message": "No bundle changes detected",
+        "bundle_id": "demo",
+        "changed": False,
+        "reloaded": False,
+        "message": "No bundle changes detected",
     }
     assert await event_count(db) == before
 
 
-async def test_reload_changed_and_valid(client: httpx.AsyncClient, db: Database, service: Service, tmp_path: Path) -> None:
+async def test_reload_changed_and_valid(
+    client: httpx.AsyncClient, db: Database, service: Service, tmp_path: Path
+) -> None:
     directory = write_bundle(tmp_path, "d", _manifest("demo"))
     first = await register_bundle(service, directory)
     (directory / "payloads" / "data.csv").write_text("a,b\n", encoding="utf-8")
-    response = await client.post(f"{BASE}/bundles/demo/reload", content=b"ignored body", headers={"content-type": "text/plain"})
+    response = await client.post(
+        f"{BASE}/bundles/demo/reload", content=b"ignored body", headers={"content-type": "text/plain"}
+    )
     assert response.status_code == 200
     body = response.json()
     events = await _bundle_events(db, "demo")
@@ -132,7 +150,9 @@ async def test_reload_changed_and_invalid_keeps_the_version(
     assert submitted.status_code == 201
 
 
-async def test_reload_of_a_vanished_folder(client: httpx.AsyncClient, service: Service, tmp_path: Path) -> None:
+async def test_reload_of_a_vanished_folder(
+    client: httpx.AsyncClient, service: Service, tmp_path: Path
+) -> None:
     directory = write_bundle(tmp_path, "d", _manifest("demo"))
     found = await register_bundle(service, directory)
     shutil.rmtree(directory)

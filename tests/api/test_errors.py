@@ -3,6 +3,7 @@ and the OpenAPI document (SPEC §2.1, §2.19, Appendix A, Appendix B.3–B.4).""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -52,7 +53,12 @@ async def test_every_route_but_health_requires_the_token(
     secured: httpx.AsyncClient, db: Database, method: str, path: str
 ) -> None:
     before = await event_count(db)
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}, {"Authorization": f"Basic {TOKEN}"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": TOKEN},
+        {"Authorization": f"Basic {TOKEN}"},
+    ):
         response = await secured.request(method, path, headers=headers, json=lifecycle_manifest())
         assert response.status_code == 401, (headers, response.text)
         assert response.json() == {"error": "missing or invalid bearer token"}
@@ -111,7 +117,9 @@ async def small(make_client: ClientFactory) -> httpx.AsyncClient:
 
 async def test_declared_content_length_over_the_limit_is_413(small: httpx.AsyncClient, db: Database) -> None:
     for path in ("/jobs", f"/jobs/{JOB}/messages"):
-        response = await small.post(BASE + path, content=b"x" * 65, headers={"content-type": "application/json"})
+        response = await small.post(
+            BASE + path, content=b"x" * 65, headers={"content-type": "application/json"}
+        )
         assert response.status_code == 413
         assert response.json() == {"error": "request body exceeds the limit of 64 bytes"}
     assert await event_count(db) == 0
@@ -122,7 +130,9 @@ async def test_streamed_body_over_the_limit_is_413(small: httpx.AsyncClient) -> 
         for _ in range(10):
             yield b"          "
 
-    response = await small.post(f"{BASE}/jobs", content=chunks(), headers={"content-type": "application/json"})
+    response = await small.post(
+        f"{BASE}/jobs", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert "content-length" not in response.request.headers
     assert response.status_code == 413
     assert response.json() == {"error": "request body exceeds the limit of 64 bytes"}
@@ -135,16 +145,27 @@ async def test_body_at_the_limit_is_read(small: httpx.AsyncClient) -> None:
     assert response.json()["error"] == "Manifest validation failed"
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "application/jsonx", "multipart/form-data"])
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/xml", "application/jsonx", "multipart/form-data"]
+)
 async def test_unsupported_content_type_is_415(client: httpx.AsyncClient, content_type: str) -> None:
     for path in ("/jobs", f"/jobs/{JOB}/messages"):
         response = await client.post(BASE + path, content=b'{"a": 1}', headers={"content-type": content_type})
         assert response.status_code == 415
-        assert response.json() == {"error": f'unsupported content type "{content_type}"; expected application/json'}
+        assert response.json() == {
+            "error": f'unsupported content type "{content_type}"; expected application/json'
+        }
 
 
 @pytest.mark.parametrize(
-    "content_type", [None, "application/json", "application/json; charset=utf-8", "Application/JSON", "application/vnd.mn+json"]
+    "content_type",
+    [
+        None,
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/vnd.mn+json",
+    ],
 )
 async def test_json_content_types_are_accepted(client: httpx.AsyncClient, content_type: str | None) -> None:
     headers = {} if content_type is None else {"content-type": content_type}
@@ -163,11 +184,17 @@ async def test_content_type_is_not_checked_for_an_empty_body(client: httpx.Async
     ("body", "error"),
     [
         (b"{", "invalid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
-        (b"{'a': 1}", "invalid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+        (
+            b"{'a': 1}",
+            "invalid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        ),
         (b'{"a": 1} x', "invalid JSON: Extra data: line 1 column 10 (char 9)"),
         (b'{"a": NaN}', "invalid JSON: NaN is not a valid JSON value"),
         (b'{"a": 1e400}', "invalid JSON: number out of range: 1e400"),
-        (b"\xff\xfe{}", "invalid JSON: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"),
+        (
+            b"\xff\xfe{}",
+            "invalid JSON: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte",
+        ),
         (b'{"a": "\\u0000"}', "invalid JSON: NUL characters (\\u0000) are not supported"),
         (b'{"a\\u0000": 1}', "invalid JSON: NUL characters (\\u0000) are not supported"),
         (b'{"a": "x\x00"}', "invalid JSON: NUL characters (\\u0000) are not supported"),
@@ -274,3 +301,33 @@ async def test_a_rejected_submission_writes_nothing(client: httpx.AsyncClient, d
         response = await client.post(f"{BASE}/jobs", content=body, headers=headers)
         assert 400 <= response.status_code < 500
     assert await event_count(db) == before
+
+
+async def test_odd_inputs_never_cause_a_500(client: httpx.AsyncClient) -> None:
+    job_id = await submit(client, lifecycle_manifest())
+    huge = "9" * 30
+    cursor = base64.urlsafe_b64encode(b'["2026-01-01T00:00:00.000Z", "a\\u0000"]').decode()
+    cases = [
+        ("GET", f"/jobs/{job_id}/events?after={huge}", 200),
+        ("GET", f"/jobs/{job_id}/events?after={huge}&limit=5", 200),
+        ("GET", f"/jobs/{job_id}/events?after=3000000000", 200),
+        ("GET", f"/events?after={huge}", 200),
+        ("GET", f"/jobs?limit={huge}", 400),
+        ("GET", "/jobs?graph_id=%00", 200),
+        ("GET", f"/jobs?cursor={cursor}", 400),
+        ("GET", "/jobs/%00", 404),
+        ("POST", "/jobs/a%00b/cancel", 404),
+        ("GET", "/bundles/%00", 404),
+        ("POST", f"/jobs/cleanup?older_than={huge}", 200),
+        ("GET", "/jobs/" + "x" * 5000, 404),
+    ]
+    for method, path, status in cases:
+        response = await client.request(method, BASE + path)
+        assert response.status_code == status, (path, response.text)
+        assert response.headers["content-type"].startswith("application/json")
+    ndjson = await client.get(
+        f"{BASE}/jobs/{job_id}/events?after={huge}", headers={"accept": "application/x-ndjson"}
+    )
+    assert ndjson.status_code == 200 and ndjson.text == ""
+    sse = await client.get(f"{BASE}/events?after={huge}", headers={"accept": "text/event-stream"})
+    assert sse.status_code == 200 and sse.text == ""

@@ -38,7 +38,9 @@ async def _running_job(client: httpx.AsyncClient, db: Database, service: Service
     job_id = await submit(client, lifecycle_manifest())
     await run(db, service, job_id)
     for i in range(messages):
-        response = await client.post(f"{BASE}/jobs/{job_id}/messages", json={"agent_id": "sink", "message": {"i": i}})
+        response = await client.post(
+            f"{BASE}/jobs/{job_id}/messages", json={"agent_id": "sink", "message": {"i": i}}
+        )
         assert response.status_code == 202
     return job_id
 
@@ -78,7 +80,9 @@ async def test_json_history_and_paging(client: httpx.AsyncClient, db: Database, 
     assert [e["sequence"] for e in exact["data"]] == [9, 10] and exact["next_after"] is None
     empty = (await client.get(f"{BASE}/jobs/{job_id}/events?after=10&limit=5")).json()
     assert empty == {"data": [], "next_after": None}
-    resumed = (await client.get(f"{BASE}/jobs/{job_id}/events?after=1", headers={"Last-Event-ID": "7"})).json()
+    resumed = (
+        await client.get(f"{BASE}/jobs/{job_id}/events?after=1", headers={"Last-Event-ID": "7"})
+    ).json()
     assert [e["sequence"] for e in resumed["data"]] == [8, 9, 10]
     assert everything == (await client.get(f"{BASE}/jobs/{job_id}/events?after=0")).json()["data"]
 
@@ -95,7 +99,11 @@ async def test_json_history_and_paging(client: httpx.AsyncClient, db: Database, 
         ("?limit=1001", {}, "limit must be an integer between 1 and 1000"),
         ("?limit=x", NDJSON, "limit must be an integer between 1 and 1000"),
         ("?follow=true", {}, "follow=true requires Accept: text/event-stream or application/x-ndjson"),
-        ("?follow=1", {"accept": "application/json"}, "follow=true requires Accept: text/event-stream or application/x-ndjson"),
+        (
+            "?follow=1",
+            {"accept": "application/json"},
+            "follow=true requires Accept: text/event-stream or application/x-ndjson",
+        ),
         ("?follow=true&limit=5", SSE, "limit cannot be combined with follow=true"),
         ("?follow=1&limit=5", NDJSON, "limit cannot be combined with follow=true"),
         ("", {"Last-Event-ID": "-3"}, "Last-Event-ID must be a non-negative integer"),
@@ -113,14 +121,18 @@ async def test_event_query_validation(
         assert response.headers["content-type"].startswith("application/json")
 
 
-async def test_follow_false_values_need_no_stream(client: httpx.AsyncClient, db: Database, service: Service) -> None:
+async def test_follow_false_values_need_no_stream(
+    client: httpx.AsyncClient, db: Database, service: Service
+) -> None:
     job_id = await _running_job(client, db, service)
     for value in ("false", "0", "yes", "TRUE"):
         response = await client.get(f"{BASE}/jobs/{job_id}/events?follow={value}&limit=2")
         assert response.status_code == 200
 
 
-async def test_ndjson_and_sse_without_follow(client: httpx.AsyncClient, db: Database, service: Service) -> None:
+async def test_ndjson_and_sse_without_follow(
+    client: httpx.AsyncClient, db: Database, service: Service
+) -> None:
     job_id = await _running_job(client, db, service, messages=3)
     everything = await job_events(client, job_id)
     response = await client.get(f"{BASE}/jobs/{job_id}/events", headers=NDJSON)
@@ -129,7 +141,9 @@ async def test_ndjson_and_sse_without_follow(client: httpx.AsyncClient, db: Data
     assert _ndjson(response.text) == everything
     response = await client.get(f"{BASE}/jobs/{job_id}/events?after=2&limit=3", headers=NDJSON)
     assert [e["sequence"] for e in _ndjson(response.text)] == [3, 4, 5]
-    response = await client.get(f"{BASE}/jobs/{job_id}/events", headers={"accept": "text/event-stream, application/x-ndjson"})
+    response = await client.get(
+        f"{BASE}/jobs/{job_id}/events", headers={"accept": "text/event-stream, application/x-ndjson"}
+    )
     assert response.headers["content-type"].startswith("text/event-stream")
     parsed = _sse(response.text)
     assert [p["event"] for p in parsed] == everything
@@ -140,9 +154,13 @@ async def test_ndjson_and_sse_without_follow(client: httpx.AsyncClient, db: Data
     assert [p["id"] for p in _sse(response.text)] == [7, 8]
 
 
-async def test_sse_follow_until_the_terminal_event(client: httpx.AsyncClient, db: Database, service: Service) -> None:
+async def test_sse_follow_until_the_terminal_event(
+    client: httpx.AsyncClient, db: Database, service: Service
+) -> None:
     job_id = await _running_job(client, db, service)
-    follower = asyncio.create_task(client.get(f"{BASE}/jobs/{job_id}/events?follow=true&after=2", headers=SSE))
+    follower = asyncio.create_task(
+        client.get(f"{BASE}/jobs/{job_id}/events?follow=true&after=2", headers=SSE)
+    )
     await asyncio.sleep(0.2)
     for i in range(3):
         await client.post(f"{BASE}/jobs/{job_id}/messages", json={"agent_id": "sink", "message": {"i": i}})
@@ -171,7 +189,9 @@ async def test_ndjson_follow_of_a_terminal_job_ends_after_the_backfill(
     assert past_the_end.text == ""
 
 
-async def test_follow_ends_when_the_job_is_cleaned_up(client: httpx.AsyncClient, db: Database, service: Service) -> None:
+async def test_follow_ends_when_the_job_is_cleaned_up(
+    client: httpx.AsyncClient, db: Database, service: Service
+) -> None:
     job_id = await _running_job(client, db, service)
     follower = asyncio.create_task(client.get(f"{BASE}/jobs/{job_id}/events?follow=true", headers=NDJSON))
     await asyncio.sleep(0.2)
@@ -194,7 +214,9 @@ async def test_keepalives_while_idle(
 ) -> None:
     monkeypatch.setattr(event_routes, "KEEPALIVE_SECONDS", 0.05)
     job_id = await _running_job(client, db, service)
-    follower = asyncio.create_task(client.get(f"{BASE}/jobs/{job_id}/events?follow=true&after=5", headers=headers))
+    follower = asyncio.create_task(
+        client.get(f"{BASE}/jobs/{job_id}/events?follow=true&after=5", headers=headers)
+    )
     await asyncio.sleep(0.4)
     await client.post(f"{BASE}/jobs/{job_id}/cancel")
     text = (await asyncio.wait_for(follower, 10)).text
@@ -227,7 +249,10 @@ async def test_global_feed(client: httpx.AsyncClient, db: Database, service: Ser
     assert page["data"] == data[:3] and page["next_after"] == positions[2]
     rest = (await client.get(f"{BASE}/events?after={page['next_after']}&limit=1000")).json()
     assert rest["data"] == data[3:]
-    assert (await client.get(f"{BASE}/events?after={positions[-1]}")).json() == {"data": [], "next_after": None}
+    assert (await client.get(f"{BASE}/events?after={positions[-1]}")).json() == {
+        "data": [],
+        "next_after": None,
+    }
     ndjson = await client.get(f"{BASE}/events", headers=NDJSON)
     assert _ndjson(ndjson.text) == data
     limited = await client.get(f"{BASE}/events?limit=2&after={positions[0]}", headers=NDJSON)
@@ -246,7 +271,12 @@ async def test_global_follow_tails_new_events(
 
     api = Api(Settings(), db, service, "test-node")
     first = await submit(client, lifecycle_manifest("one"))
-    stream = frames(api, FeedQuery(after=0, limit=None, follow=True, mode="sse"), event_routes._feed_reader, event_routes._position)
+    stream = frames(
+        api,
+        FeedQuery(after=0, limit=None, follow=True, mode="sse"),
+        event_routes._feed_reader,
+        event_routes._position,
+    )
     received: list[bytes] = [await anext(stream)]
     second = await submit(client, lifecycle_manifest("two"))
     while len([c for c in received if c.startswith(b"id:")]) < 2:

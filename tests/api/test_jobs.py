@@ -57,7 +57,9 @@ async def _mixed(client: httpx.AsyncClient, db: Database, service: Service) -> d
     return jobs
 
 
-async def test_list_order_and_summary_shape(client: httpx.AsyncClient, db: Database, service: Service) -> None:
+async def test_list_order_and_summary_shape(
+    client: httpx.AsyncClient, db: Database, service: Service
+) -> None:
     jobs = await _mixed(client, db, service)
     body = await _jobs(client)
     assert body["next_cursor"] is None
@@ -67,15 +69,32 @@ async def test_list_order_and_summary_shape(client: httpx.AsyncClient, db: Datab
     assert keys == sorted(keys, reverse=True)
     summary = next(j for j in data if j["job_id"] == jobs["running"])
     assert set(summary) == {
-        "job_id", "graph_id", "job_name", "status", "submitted_at", "updated_at", "placement_policy",
-        "recovery_policy", "live?", "executor_count", "active_executors", "nodes", "sandbox_names", "last_event",
+        "job_id",
+        "graph_id",
+        "job_name",
+        "status",
+        "submitted_at",
+        "updated_at",
+        "placement_policy",
+        "recovery_policy",
+        "live?",
+        "executor_count",
+        "active_executors",
+        "nodes",
+        "sandbox_names",
+        "last_event",
     }
-    assert summary["status"] == "running" and summary["graph_id"] == "alpha" and summary["job_name"] == "alpha"
+    assert (
+        summary["status"] == "running" and summary["graph_id"] == "alpha" and summary["job_name"] == "alpha"
+    )
     assert summary["nodes"] == [NODE]
     assert summary["last_event"] == "job_running"
     assert summary["placement_policy"] == "local" and summary["recovery_policy"] == "local_restart"
     assert {j["job_id"]: j["live?"] for j in data} == {
-        jobs["pending"]: True, jobs["queued"]: True, jobs["running"]: True, jobs["paused"]: True,
+        jobs["pending"]: True,
+        jobs["queued"]: True,
+        jobs["running"]: True,
+        jobs["paused"]: True,
         jobs["cancelled"]: False,
     }
     await expire_lease(db, jobs["running"])
@@ -128,7 +147,9 @@ async def test_list_filters(client: httpx.AsyncClient, db: Database, service: Se
     assert ids(await _jobs(client, "?status=running")) == {jobs["running"]}
     assert ids(await _jobs(client, "?status=pending,cancelled")) == {jobs["pending"], jobs["cancelled"]}
     assert ids(await _jobs(client, "?status=running&status=paused,queued")) == {
-        jobs["running"], jobs["paused"], jobs["queued"],
+        jobs["running"],
+        jobs["paused"],
+        jobs["queued"],
     }
     live = {jobs["pending"], jobs["queued"], jobs["running"], jobs["paused"]}
     assert ids(await _jobs(client, "?include_terminal=false")) == live
@@ -137,7 +158,10 @@ async def test_list_filters(client: httpx.AsyncClient, db: Database, service: Se
     assert ids(await _jobs(client, "?status=cancelled&include_terminal=false")) == set()
     assert ids(await _jobs(client, "?status=cancelled,running&include_terminal=false")) == {jobs["running"]}
     assert ids(await _jobs(client, "?graph_id=beta")) == {jobs["queued"], jobs["paused"]}
-    assert ids(await _jobs(client, "?graph_id=alpha&status=running,cancelled")) == {jobs["running"], jobs["cancelled"]}
+    assert ids(await _jobs(client, "?graph_id=alpha&status=running,cancelled")) == {
+        jobs["running"],
+        jobs["cancelled"],
+    }
     assert ids(await _jobs(client, "?graph_id=gamma")) == set()
     assert ids(await _jobs(client, "?unknown=1&graph_id=beta")) == {jobs["queued"], jobs["paused"]}
 
@@ -171,7 +195,9 @@ async def test_invalid_cursor(client: httpx.AsyncClient, cursor: str) -> None:
     assert response.json() == {"error": "invalid cursor"}
 
 
-@pytest.mark.parametrize(("query", "value"), [("bogus", "bogus"), ("running,", ""), ("", ""), ("Running", "Running")])
+@pytest.mark.parametrize(
+    ("query", "value"), [("bogus", "bogus"), ("running,", ""), ("", ""), ("Running", "Running")]
+)
 async def test_unknown_status(client: httpx.AsyncClient, query: str, value: str) -> None:
     response = await client.get(f"{BASE}/jobs?status={quote(query)}")
     assert response.status_code == 400
@@ -191,13 +217,18 @@ async def test_details(client: httpx.AsyncClient, db: Database, service: Service
     job_id = await submit(client, executor_manifest())
     job = await run(db, service, job_id)
     for agent in ("worker_a", "worker_b"):
-        assert (await client.post(f"{BASE}/jobs/{job_id}/messages", json={"agent_id": agent})).status_code == 202
+        assert (
+            await client.post(f"{BASE}/jobs/{job_id}/messages", json={"agent_id": agent})
+        ).status_code == 202
     events = await job_events(client, job_id)
     to_a = next(e for e in events if e["agent_id"] == "worker_a")["payload"]["message"]
     to_b = next(e for e in events if e["agent_id"] == "worker_b")["payload"]["message"]
     lease = {"lease_id": "lease-a", "pool": "default", "slots": 1}
     await _record(
-        service, job_id, job.fence, "worker_a",
+        service,
+        job_id,
+        job.fence,
+        "worker_a",
         NewEvent("agent_message_received", received_payload(to_a), "worker_a"),
         NewEvent("executor_lease_requested", {"pool": "default", "slots": 1}, "worker_a"),
         NewEvent("executor_lease_acquired", {**lease, "queue_wait_ms": 0}, "worker_a"),
@@ -210,23 +241,41 @@ async def test_details(client: httpx.AsyncClient, db: Database, service: Service
     assert details["summary"]["executor_count"] == 2
 
     await _record(
-        service, job_id, job.fence, "worker_a",
+        service,
+        job_id,
+        job.fence,
+        "worker_a",
         NewEvent("executor_lease_released", lease, "worker_a"),
         NewEvent(
             "sandbox_job_completed",
-            {"sandbox_name": "sbx-a", "exit_code": 0, "attempts": 1, "lease_id": "lease-a", "pool": "default"},
+            {
+                "sandbox_name": "sbx-a",
+                "exit_code": 0,
+                "attempts": 1,
+                "lease_id": "lease-a",
+                "pool": "default",
+            },
             "worker_a",
         ),
     )
     await service.execute(job_id, CommitStep("worker_a", to_a["envelope"]["message_id"], 0, None), job.fence)
     await _record(
-        service, job_id, job.fence, "worker_b",
+        service,
+        job_id,
+        job.fence,
+        "worker_b",
         NewEvent("agent_message_received", received_payload(to_b), "worker_b"),
         NewEvent(
             "executor_attempt_failed",
             {
-                "attempt": 1, "max_attempts": 1, "error": "command exited with status 3", "exit_code": 3,
-                "transient": False, "retry_in_ms": None, "sandbox_name": "sbx-b", "pool": "default",
+                "attempt": 1,
+                "max_attempts": 1,
+                "error": "command exited with status 3",
+                "exit_code": 3,
+                "transient": False,
+                "retry_in_ms": None,
+                "sandbox_name": "sbx-b",
+                "pool": "default",
             },
             "worker_b",
         ),
@@ -238,9 +287,26 @@ async def test_details(client: httpx.AsyncClient, db: Database, service: Service
     assert set(details) == {"job", "summary", "agents", "recent_events", "sandboxes"}
     record = details["job"]
     assert set(record) == {
-        "job_id", "graph_id", "job_name", "status", "status_reason", "daemon", "submitted_at", "updated_at",
-        "root_agent_ids", "placement_policy", "recovery_policy", "max_agent_restart_attempts", "result", "node",
-        "recovery_count", "last_sequence", "last_hash", "manifest_ref", "bundle", "idempotency_key",
+        "job_id",
+        "graph_id",
+        "job_name",
+        "status",
+        "status_reason",
+        "daemon",
+        "submitted_at",
+        "updated_at",
+        "root_agent_ids",
+        "placement_policy",
+        "recovery_policy",
+        "max_agent_restart_attempts",
+        "result",
+        "node",
+        "recovery_count",
+        "last_sequence",
+        "last_hash",
+        "manifest_ref",
+        "bundle",
+        "idempotency_key",
     }
     all_events = await job_events(client, job_id)
     assert record["last_sequence"] == len(all_events) == all_events[-1]["sequence"]
@@ -265,13 +331,42 @@ async def test_details(client: httpx.AsyncClient, db: Database, service: Service
         assert agent["live?"] is True and agent["paused?"] is False
         assert agent["last_heartbeat_at"] == format_ms(now)
     assert set(agents["root"]) == {
-        "agent_id", "agent_type", "type", "role", "assigned_node", "processed_messages", "mailbox_depth",
-        "paused?", "last_heartbeat_at", "live?", "status", "running?", "last_error", "sandbox_name", "lease",
+        "agent_id",
+        "agent_type",
+        "type",
+        "role",
+        "assigned_node",
+        "processed_messages",
+        "mailbox_depth",
+        "paused?",
+        "last_heartbeat_at",
+        "live?",
+        "status",
+        "running?",
+        "last_error",
+        "sandbox_name",
+        "lease",
     }
-    stamp = {e["agent_id"]: e["timestamp"] for e in all_events if e["type"] in ("sandbox_job_completed", "executor_attempt_failed")}
+    stamp = {
+        e["agent_id"]: e["timestamp"]
+        for e in all_events
+        if e["type"] in ("sandbox_job_completed", "executor_attempt_failed")
+    }
     assert details["sandboxes"] == [
-        {"agent_id": "worker_a", "sandbox_name": "sbx-a", "exit_code": 0, "pool": "default", "timestamp": stamp["worker_a"]},
-        {"agent_id": "worker_b", "sandbox_name": "sbx-b", "exit_code": 3, "pool": "default", "timestamp": stamp["worker_b"]},
+        {
+            "agent_id": "worker_a",
+            "sandbox_name": "sbx-a",
+            "exit_code": 0,
+            "pool": "default",
+            "timestamp": stamp["worker_a"],
+        },
+        {
+            "agent_id": "worker_b",
+            "sandbox_name": "sbx-b",
+            "exit_code": 3,
+            "pool": "default",
+            "timestamp": stamp["worker_b"],
+        },
     ]
     assert details["summary"]["sandbox_names"] == ["sbx-a", "sbx-b"]
     assert details["summary"]["active_executors"] == 1
@@ -288,11 +383,15 @@ async def test_details(client: httpx.AsyncClient, db: Database, service: Service
     assert {a["agent_id"]: a["running?"] for a in done["agents"]}["worker_b"] is False
 
 
-async def test_recent_events_are_the_25_newest(client: httpx.AsyncClient, db: Database, service: Service) -> None:
+async def test_recent_events_are_the_25_newest(
+    client: httpx.AsyncClient, db: Database, service: Service
+) -> None:
     job_id = await submit(client, lifecycle_manifest())
     await run(db, service, job_id)
     for i in range(30):
-        response = await client.post(f"{BASE}/jobs/{job_id}/messages", json={"agent_id": "sink", "message": {"i": i}})
+        response = await client.post(
+            f"{BASE}/jobs/{job_id}/messages", json={"agent_id": "sink", "message": {"i": i}}
+        )
         assert response.status_code == 202
     details = (await client.get(f"{BASE}/jobs/{job_id}")).json()
     recent = details["recent_events"]
@@ -300,7 +399,17 @@ async def test_recent_events_are_the_25_newest(client: httpx.AsyncClient, db: Da
     last = details["job"]["last_sequence"]
     assert [e["sequence"] for e in recent] == list(range(last, last - 25, -1))
     assert recent[0]["payload"]["message"]["body"] == {"i": 29}
-    assert set(recent[0]) == {"sequence", "position", "event_id", "job_id", "type", "timestamp", "agent_id", "payload", "hash"}
+    assert set(recent[0]) == {
+        "sequence",
+        "position",
+        "event_id",
+        "job_id",
+        "type",
+        "timestamp",
+        "agent_id",
+        "payload",
+        "hash",
+    }
     sink = next(a for a in details["agents"] if a["agent_id"] == "sink")
     assert sink["mailbox_depth"] == 30 and sink["status"] == "busy"
 
@@ -313,7 +422,9 @@ async def _system_events(db: Database) -> list[Event]:
         return await event_store.read_stream(conn, "system")
 
 
-async def test_cleanup_deletes_terminal_jobs(client: httpx.AsyncClient, db: Database, service: Service) -> None:
+async def test_cleanup_deletes_terminal_jobs(
+    client: httpx.AsyncClient, db: Database, service: Service
+) -> None:
     jobs = await _mixed(client, db, service)
     second = await submit(client, lifecycle_manifest("omega"))
     await client.post(f"{BASE}/jobs/{second}/cancel")
@@ -349,7 +460,9 @@ async def test_cleanup_deletes_terminal_jobs(client: httpx.AsyncClient, db: Data
     assert again.json() == {"deleted_count": 0, "deleted_jobs": []}
 
 
-async def test_cleanup_all_cancels_live_jobs(client: httpx.AsyncClient, db: Database, service: Service) -> None:
+async def test_cleanup_all_cancels_live_jobs(
+    client: httpx.AsyncClient, db: Database, service: Service
+) -> None:
     jobs = await _mixed(client, db, service)
     committed: list[Event] = []
     service.subscribe(lambda _stream, recorded: committed.extend(recorded))
@@ -362,11 +475,15 @@ async def test_cleanup_all_cancels_live_jobs(client: httpx.AsyncClient, db: Data
     for payload in cancels.values():
         assert payload == {"reason": "cancelled by cleanup", "result": {"reason": "cancelled by cleanup"}}
     audit = [e.payload for e in await _system_events(db) if e.type == "jobs_cleaned"]
-    assert all(p["requested_all"] is True and next(iter(p["statuses"].values())) == "cancelled" for p in audit)
+    assert all(
+        p["requested_all"] is True and next(iter(p["statuses"].values())) == "cancelled" for p in audit
+    )
     assert (await _jobs(client))["data"] == []
 
 
-async def test_cleanup_all_accepts_1_only_as_true(client: httpx.AsyncClient, db: Database, service: Service) -> None:
+async def test_cleanup_all_accepts_1_only_as_true(
+    client: httpx.AsyncClient, db: Database, service: Service
+) -> None:
     await submit(client, lifecycle_manifest())
     for value in ("yes", "TRUE", "on", ""):
         assert (await client.post(f"{BASE}/jobs/cleanup?all={value}")).json()["deleted_count"] == 0

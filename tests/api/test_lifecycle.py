@@ -47,13 +47,17 @@ async def _failed_job(client: httpx.AsyncClient, db: Database, service: Service)
     job_id = await submit(client, lifecycle_manifest("failing"))
     await admit(service, job_id)
     async with db.write() as conn:
-        fence = await leases.claim(conn, job_id, node=NODE, incarnation=INCARNATION, now_ms=service.clock(), ttl_ms=TTL_MS)
+        fence = await leases.claim(
+            conn, job_id, node=NODE, incarnation=INCARNATION, now_ms=service.clock(), ttl_ms=TTL_MS
+        )
     assert fence is not None
     await service.execute(job_id, FailBootstrap(NODE, "job_coordinator", "bootstrap broke"), fence)
     return job_id
 
 
-async def test_flow_a_pause_message_resume_complete(client: httpx.AsyncClient, db: Database, service: Service) -> None:
+async def test_flow_a_pause_message_resume_complete(
+    client: httpx.AsyncClient, db: Database, service: Service
+) -> None:
     job_id = await submit(client, lifecycle_manifest())
     job = await run(db, service, job_id)
     await process(service, job, "root", job.seeds[0], processed=0)
@@ -68,7 +72,10 @@ async def test_flow_a_pause_message_resume_complete(client: httpx.AsyncClient, d
     assert again.status_code == 409
     assert again.json() == {"error": f"job {job_id} is not running"}
 
-    message = {"agent_id": "sink", "message": {"type": "manual_result", "payload": {"text": "approved while paused"}}}
+    message = {
+        "agent_id": "sink",
+        "message": {"type": "manual_result", "payload": {"text": "approved while paused"}},
+    }
     delivered = await _post(client, job_id, "messages", message)
     assert delivered.status_code == 202
     body = delivered.json()
@@ -89,13 +96,23 @@ async def test_flow_a_pause_message_resume_complete(client: httpx.AsyncClient, d
     external = events[-2]["payload"]["message"]
     received = NewEvent("agent_message_received", received_payload(external), "sink")
     await service.execute(job_id, RecordAgentEvents("sink", (received,)), job.fence)
-    output = {"messages": [{"text": "approved while paused"}], "count": 1, "last_message": {"text": "approved while paused"}}
+    output = {
+        "messages": [{"text": "approved while paused"}],
+        "count": 1,
+        "last_message": {"text": "approved while paused"},
+    }
     step = CommitStep(
         "sink",
         body["message_id"],
         0,
         {"count": 1},
-        (NewEvent("aggregator_received", {"count": 1, "message_id": body["message_id"], "agent_id": None}, "sink"),),
+        (
+            NewEvent(
+                "aggregator_received",
+                {"count": 1, "message_id": body["message_id"], "agent_id": None},
+                "sink",
+            ),
+        ),
         Completion("sink", output),
     )
     await service.execute(job_id, step, job.fence)
@@ -105,9 +122,19 @@ async def test_flow_a_pause_message_resume_complete(client: httpx.AsyncClient, d
 
     events = await job_events(client, job_id)
     assert labels(events) == [
-        "job_submitted", "job_queued", "job_scheduled", "message_delivered(root)", "job_running",
-        "agent_message_received(root)", "message_processed(root)", "job_paused", "message_delivered(sink)",
-        "job_resumed", "agent_message_received(sink)", "aggregator_received(sink)", "message_processed(sink)",
+        "job_submitted",
+        "job_queued",
+        "job_scheduled",
+        "message_delivered(root)",
+        "job_running",
+        "agent_message_received(root)",
+        "message_processed(root)",
+        "job_paused",
+        "message_delivered(sink)",
+        "job_resumed",
+        "agent_message_received(sink)",
+        "aggregator_received(sink)",
+        "message_processed(sink)",
         "job_completed(sink)",
     ]
     delivered_event = events[8]
@@ -150,7 +177,10 @@ async def test_flow_b_cancel_a_running_job(client: httpx.AsyncClient, db: Databa
     assert details["summary"]["live?"] is False
     events = await job_events(client, job_id)
     assert events[-1]["type"] == "job_cancelled"
-    assert events[-1]["payload"] == {"reason": "cancelled by operator", "result": {"reason": "cancelled by operator"}}
+    assert events[-1]["payload"] == {
+        "reason": "cancelled by operator",
+        "result": {"reason": "cancelled by operator"},
+    }
 
     count = await event_count(db)
     again = await _post(client, job_id, "cancel")
@@ -180,7 +210,9 @@ async def test_unknown_job_is_404_on_every_job_route(client: httpx.AsyncClient) 
         assert response.headers["content-type"].startswith("application/json")
 
 
-async def test_cancel_from_every_live_status(client: httpx.AsyncClient, db: Database, service: Service) -> None:
+async def test_cancel_from_every_live_status(
+    client: httpx.AsyncClient, db: Database, service: Service
+) -> None:
     pending = await submit(client, lifecycle_manifest("c_pending"))
     queued = await submit(client, lifecycle_manifest("c_queued"))
     await admit(service, queued)
@@ -199,7 +231,9 @@ async def test_cancel_from_every_live_status(client: httpx.AsyncClient, db: Data
         assert events[-1]["payload"]["reason"] == "cancelled by operator"
 
 
-async def test_cancel_of_a_failed_job_is_409(client: httpx.AsyncClient, db: Database, service: Service) -> None:
+async def test_cancel_of_a_failed_job_is_409(
+    client: httpx.AsyncClient, db: Database, service: Service
+) -> None:
     job_id = await _failed_job(client, db, service)
     count = await event_count(db)
     response = await _post(client, job_id, "cancel")
@@ -267,16 +301,26 @@ async def test_messages_only_while_running_or_paused(
     assert message["body"] == {"x": 1}
     assert second["payload"]["message"]["body"] == {}
     assert second["payload"]["route"] == "external"
-    assert first["payload"]["message"]["envelope"]["correlation_id"] != second["payload"]["message"]["envelope"]["correlation_id"]
+    assert (
+        first["payload"]["message"]["envelope"]["correlation_id"]
+        != second["payload"]["message"]["envelope"]["correlation_id"]
+    )
 
 
-async def test_message_forms_and_imposed_fields(client: httpx.AsyncClient, db: Database, service: Service) -> None:
+async def test_message_forms_and_imposed_fields(
+    client: httpx.AsyncClient, db: Database, service: Service
+) -> None:
     job_id = await submit(client, lifecycle_manifest())
     await run(db, service, job_id)
     spec_form = {
         "envelope": {
-            "message_id": "mine", "job_id": "other", "to": "root", "from": "ops", "type": "review",
-            "correlation_id": "corr-1", "content_encoding": "gzip",
+            "message_id": "mine",
+            "job_id": "other",
+            "to": "root",
+            "from": "ops",
+            "type": "review",
+            "correlation_id": "corr-1",
+            "content_encoding": "gzip",
         },
         "body": [1, 2],
         "headers": {"h": 1},
@@ -286,7 +330,9 @@ async def test_message_forms_and_imposed_fields(client: httpx.AsyncClient, db: D
     envelope = (await job_events(client, job_id))[-1]["payload"]["message"]["envelope"]
     assert envelope["message_id"] == response.json()["message_id"] != "mine"
     assert envelope["job_id"] == job_id and envelope["to"] == "sink"
-    assert envelope["from"] == "ops" and envelope["type"] == "review" and envelope["correlation_id"] == "corr-1"
+    assert (
+        envelope["from"] == "ops" and envelope["type"] == "review" and envelope["correlation_id"] == "corr-1"
+    )
     assert envelope["content_encoding"] == "gzip"
 
 
@@ -302,7 +348,10 @@ async def test_message_forms_and_imposed_fields(client: httpx.AsyncClient, db: D
         ({"agent_id": "sink", "message": "hi"}, "message must be an object"),
         ({"agent_id": "sink", "message": None}, "message must be an object"),
         ({"agent_id": "sink", "message": {"content_encoding": "br"}}, 'unsupported content_encoding "br"'),
-        ({"agent_id": "ghost", "message": {"envelope": {"content_encoding": 5}}}, 'unsupported content_encoding "5"'),
+        (
+            {"agent_id": "ghost", "message": {"envelope": {"content_encoding": 5}}},
+            'unsupported content_encoding "5"',
+        ),
     ],
 )
 async def test_message_validation(
@@ -325,7 +374,9 @@ async def test_message_validation_comes_before_the_status_check(
 ) -> None:
     job_id = await submit(client, lifecycle_manifest())
     await _post(client, job_id, "cancel")
-    response = await _post(client, job_id, "messages", {"agent_id": "sink", "message": {"content_encoding": "zip"}})
+    response = await _post(
+        client, job_id, "messages", {"agent_id": "sink", "message": {"content_encoding": "zip"}}
+    )
     assert response.status_code == 400
     unknown_agent = await _post(client, job_id, "messages", {"agent_id": "ghost"})
     assert unknown_agent.status_code == 404

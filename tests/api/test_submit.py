@@ -50,7 +50,10 @@ async def test_submit_creates_a_pending_job(client: httpx.AsyncClient) -> None:
     assert payload["bundle"] is None and payload["idempotency_key"] is None
     assert payload["request_sha256"] == sha256_hex(canonical_json(lifecycle_manifest()))
     assert payload["manifest_ref"] == {
-        "graph_id": "pause_resume_test", "manifest_version": "1.0", "manifest_path": None, "job_path": None,
+        "graph_id": "pause_resume_test",
+        "manifest_version": "1.0",
+        "manifest_path": None,
+        "job_path": None,
     }
     details = (await client.get(f"{BASE}/jobs/{job_id}")).json()
     assert details["job"]["root_agent_ids"] == ["root"]
@@ -59,7 +62,12 @@ async def test_submit_creates_a_pending_job(client: httpx.AsyncClient) -> None:
 
 async def test_flow_d_validation(client: httpx.AsyncClient, db: Database) -> None:
     cases: list[tuple[bytes, dict[str, str], int, dict[str, Any]]] = [
-        (b'{"graph": {}, "agents": []}', {}, 400, {"error": "Manifest validation failed", "errors": MANIFEST_ERRORS}),
+        (
+            b'{"graph": {}, "agents": []}',
+            {},
+            400,
+            {"error": "Manifest validation failed", "errors": MANIFEST_ERRORS},
+        ),
         (b"{}", {}, 400, {"error": "Empty JSON payload"}),
         (b"", {}, 400, {"error": "Empty JSON payload"}),
         (b" \r\n\t ", {}, 400, {"error": "Empty JSON payload"}),
@@ -112,7 +120,9 @@ async def test_flow_e_idempotency(client: httpx.AsyncClient, db: Database) -> No
     other = {**lifecycle_manifest(), "job_name": "different"}
     third = await client.post(f"{BASE}/jobs", json=other, headers=key)
     assert third.status_code == 409
-    assert third.json() == {"error": "Idempotency-Key order-42 was already used with a different request body"}
+    assert third.json() == {
+        "error": "Idempotency-Key order-42 was already used with a different request body"
+    }
     assert await event_count(db) == count
     details = (await client.get(f"{BASE}/jobs/{job_id}")).json()
     assert details["job"]["idempotency_key"] == "order-42"
@@ -146,7 +156,9 @@ async def test_key_mismatch_answers_before_validation(client: httpx.AsyncClient)
 
 
 @pytest.mark.parametrize("key", ["", "a b", "x" * 256, "tab\there", "caf\u00e9"])
-async def test_idempotency_key_must_be_visible_ascii(client: httpx.AsyncClient, db: Database, key: str) -> None:
+async def test_idempotency_key_must_be_visible_ascii(
+    client: httpx.AsyncClient, db: Database, key: str
+) -> None:
     response = await client.post(
         f"{BASE}/jobs", json=lifecycle_manifest(), headers=[("Idempotency-Key", key.encode("utf-8"))]
     )
@@ -157,7 +169,9 @@ async def test_idempotency_key_must_be_visible_ascii(client: httpx.AsyncClient, 
 
 async def test_idempotency_key_edges_are_accepted(client: httpx.AsyncClient) -> None:
     for key in ("x" * 255, "!", "~a~"):
-        response = await client.post(f"{BASE}/jobs", json=lifecycle_manifest(), headers={"Idempotency-Key": key})
+        response = await client.post(
+            f"{BASE}/jobs", json=lifecycle_manifest(), headers={"Idempotency-Key": key}
+        )
         assert response.status_code == 201
 
 
@@ -205,7 +219,11 @@ async def test_bundle_submission(client: httpx.AsyncClient, service: Service, tm
     assert response.status_code == 201
     job_id = response.json()["job_id"]
     payload = (await job_events(client, job_id))[0]["payload"]
-    assert payload["bundle"] == {"bundle_id": "demo_bundle", "fingerprint": found.fingerprint, "path": found.path}
+    assert payload["bundle"] == {
+        "bundle_id": "demo_bundle",
+        "fingerprint": found.fingerprint,
+        "path": found.path,
+    }
     assert payload["manifest_ref"] == {
         "graph_id": "demo_bundle",
         "manifest_version": "2.0",
@@ -242,7 +260,9 @@ async def test_bundle_submission_errors(
         (
             {"bundle_id": "demo_bundle", "zeta": 1, "nodes": []},
             400,
-            {"error": 'unexpected field "nodes" in a bundle submission; only bundle_id and initial_inputs are allowed'},
+            {
+                "error": 'unexpected field "nodes" in a bundle submission; only bundle_id and initial_inputs are allowed'
+            },
         ),
         ({"bundle_id": "nope"}, 404, {"error": "Bundle nope not found"}),
         (

@@ -75,7 +75,9 @@ async def unreachable(backend: str, tmp_path: Path) -> AsyncIterator[Database]:
     await database.dispose()
 
 
-async def test_ready_503_when_database_does_not_answer(make_client: ClientFactory, unreachable: Database) -> None:
+async def test_ready_503_when_database_does_not_answer(
+    make_client: ClientFactory, unreachable: Database
+) -> None:
     client = await make_client(database=unreachable)
     response = await client.get(f"{BASE}/health/ready")
     assert response.status_code == 503
@@ -125,7 +127,9 @@ async def test_nodes_lists_alive_and_recently_gone_nodes(client: httpx.AsyncClie
     other = await add_node(db, "b-node", heartbeat_ms=now, pools={"default": 2})
     await add_node(db, "c-api-only", runtime_enabled=False, heartbeat_ms=now)
     await add_node(db, "a-lost", status="lost", heartbeat_ms=now - 60_000, changed_ms=now - 30_000)
-    await add_node(db, "old-stopped", status="stopped", heartbeat_ms=now - 7_200_000, changed_ms=now - 3_700_000)
+    await add_node(
+        db, "old-stopped", status="stopped", heartbeat_ms=now - 7_200_000, changed_ms=now - 3_700_000
+    )
     async with db.write() as conn:
         await conn.execute(
             insert(executor_leases),
@@ -174,8 +178,18 @@ async def test_nodes_lists_alive_and_recently_gone_nodes(client: httpx.AsyncClie
     assert mine["last_heartbeat_at"].endswith("Z") and len(mine["last_heartbeat_at"]) == 24
     assert mine["started_at"] < mine["last_heartbeat_at"]
     assert set(mine) == {
-        "name", "status", "started_at", "last_heartbeat_at", "connected_nodes", "self?", "scheduler_hint",
-        "api_enabled", "runtime_enabled", "active_jobs", "executor_pools", "hardware",
+        "name",
+        "status",
+        "started_at",
+        "last_heartbeat_at",
+        "connected_nodes",
+        "self?",
+        "scheduler_hint",
+        "api_enabled",
+        "runtime_enabled",
+        "active_jobs",
+        "executor_pools",
+        "hardware",
     }
 
 
@@ -220,7 +234,13 @@ async def test_system_summary(client: httpx.AsyncClient, db: Database, service: 
     assert set(body) == {"nodes", "jobs", "jobs_total", "job_counts"}
     assert body["jobs_total"] == 3
     assert body["job_counts"] == {
-        "pending": 1, "queued": 0, "running": 1, "paused": 0, "completed": 0, "failed": 0, "cancelled": 1,
+        "pending": 1,
+        "queued": 0,
+        "running": 1,
+        "paused": 0,
+        "completed": 0,
+        "failed": 0,
+        "cancelled": 1,
     }
     assert [n["name"] for n in body["nodes"]] == [NODE]
     assert body["nodes"] == (await client.get(f"{BASE}/nodes")).json()["data"]
