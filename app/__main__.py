@@ -97,7 +97,17 @@ async def _serve(settings: Settings, *, api: bool) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    starter = asyncio.create_task(_start_node_when_ready(node, stop))
+    # SPEC §1.2: register and scan bundles before serving. If the database is not usable yet
+    # (down, or not migrated with AUTO_MIGRATE=0) serve anyway — readiness answers 503 — and keep
+    # trying in the background.
+    try:
+        await node.start()
+        starter: asyncio.Task[bool] | None = None
+        started = True
+    except Exception as exc:
+        log.warning("node start failed (%s); serving and retrying", type(exc).__name__)
+        starter = asyncio.create_task(_start_node_when_ready(node, stop))
+        started = False
     server_task = None
     server = None
     if sock is not None:
@@ -122,7 +132,8 @@ async def _serve(settings: Settings, *, api: bool) -> int:
     if server is not None and server_task is not None:
         server.should_exit = True
         await asyncio.gather(server_task, return_exceptions=True)
-    started = await starter
+    if starter is not None:
+        started = await starter
     if started:
         await node.stop()
     for waiter in waiters:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from litestar.testing import AsyncTestClient
+import httpx
 
 from app.config import Settings
 from app.http.app import create_app
@@ -28,7 +28,7 @@ TERMINAL = ("completed", "failed", "cancelled")
 class Harness:
     """A node and an HTTP client to its API."""
 
-    client: AsyncTestClient[Any]
+    client: httpx.AsyncClient
     node: Node
     db: Database
 
@@ -103,7 +103,8 @@ async def harness(
     await node.start()
     app = create_app(settings, db, service, node_name=node.name)
     try:
-        async with AsyncTestClient(app) as client:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60) as client:
             yield Harness(client, node, db)
     finally:
         await node.stop()

@@ -233,7 +233,9 @@ async def test_streaming_peak_detection(harness: Harness) -> None:
     events = await harness.events(job_id)
     assert len(events) == 97
     by_agent = {a: [e for e in events if e["agent_id"] == a] for a in ("ingress", "telemetry_source", "peak_detector")}
-    assert len(by_agent["ingress"]) == 2  # received + processed; its delivery goes to telemetry_source
+    assert [e["type"] for e in by_agent["ingress"]] == ["message_delivered", "agent_message_received", "message_processed"]
+    assert len(by_agent["telemetry_source"]) == 7  # delivered, received, 3 lease events, sandbox_job_completed, processed
+    assert sum(1 for e in events if e["type"] == "message_delivered" and e["agent_id"] == "peak_detector") == 10
     received = [e["payload"] for e in by_agent["peak_detector"] if e["type"] == "agent_message_received"]
     assert [r["stream"]["seq"] for r in received] == list(range(1, 11))
     assert {(r["class"], r["content_type"], r["content_encoding"]) for r in received} == {
