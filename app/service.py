@@ -399,6 +399,9 @@ class NodeRegistry:
         from app.domain.canonical import format_ms
 
         db = self.service.db
+        async with db.read() as conn:
+            if not await nodes_store.needs_maintenance(conn, self.service.clock(), ttl_ms):
+                return []
         for _ in range(MAX_ATTEMPTS):
             try:
                 async with db.write() as conn:

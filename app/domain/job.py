@@ -184,7 +184,16 @@ Command = (
 )
 
 # Commands issued by the job's owner: the store checks the job lease in the same transaction.
-FENCED_COMMANDS = (StartJob, FailBootstrap, RecordAgentEvents, CommitStep, FailStep, FinishRecovery, FailJob)
+FENCED_COMMANDS = (
+    StartJob,
+    FailBootstrap,
+    RecordAgentEvents,
+    CommitStep,
+    FailStep,
+    StartRecovery,
+    FinishRecovery,
+    FailJob,
+)
 
 
 @dataclass(frozen=True)

@@ -337,6 +337,10 @@ class Node:
         free = self._free_slots()
         if free <= 0:
             return
+        async with self.db.read() as conn:
+            queued = (await conn.execute(select(jobs.c.job_id).where(jobs.c.status == "queued").limit(1))).first()
+        if queued is None:
+            return  # nothing to claim: no write transaction on an idle tick
         claimed: list[tuple[str, Fence]] = []
         async with self.db.write() as conn:
             query = (

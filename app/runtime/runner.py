@@ -99,6 +99,8 @@ class JobRunner:
 
     def stop(self, *, lease_lost: bool = False, graceful: bool = False) -> None:
         """Stop every agent (killing running commands) and then give the lease up."""
+        if lease_lost and not self._lease_lost:
+            log.warning("lost the lease of %s; stopping it without writing", self.job_id)
         self._lease_lost = self._lease_lost or lease_lost
         self._graceful = self._graceful or graceful
         if self._stopping:
@@ -175,7 +177,6 @@ class JobRunner:
             try:
                 await self._step(agent, agent.queue[0], agent.processed)
             except LeaseLost:
-                log.warning("lost the lease of %s; stopping it without writing", self.job_id)
                 self.stop(lease_lost=True)
                 return
             except Rejected:

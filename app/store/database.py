@@ -51,7 +51,7 @@ def is_unavailable(exc: BaseException) -> bool:
 class Database:
     """A writer and a reader engine over one database URL."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, stalled_transaction_ms: int = 10_000) -> None:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
@@ -61,8 +61,18 @@ class Database:
             self.writer = _sqlite_engine(url, begin="BEGIN IMMEDIATE", pool_size=1)
             self.reader = _sqlite_engine(url, begin="BEGIN", pool_size=4)
         elif self.dialect == "postgresql":
+            # A node that stalls inside a transaction (a paused VM, SIGSTOP) would hold row locks
+            # — the job row, the lease row, the position counter — and stop every other node.
+            # Postgres ends such a session after `stalled_transaction_ms`; its owner's lease has
+            # expired by then anyway, so it may not write (DESIGN §2 invariant 8).
+            settings = {"idle_in_transaction_session_timeout": str(stalled_transaction_ms)}
             self.writer = create_async_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False, pool_timeout=30
+                url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                pool_timeout=30,
+                connect_args={"server_settings": settings},
             )
             self.reader = self.writer
         else:

@@ -99,3 +99,22 @@ async def mark_stopped(conn: AsyncConnection, name: str, incarnation: str, now_m
     )
     await conn.execute(delete(executor_leases).where(executor_leases.c.node == name))
     return bool(result.rowcount)
+
+
+async def needs_maintenance(conn: AsyncConnection, now_ms: int, ttl_ms: int) -> bool:
+    """True when some node is due to be marked lost or deleted (read-only check)."""
+    from sqlalchemy import or_
+
+    row = (
+        await conn.execute(
+            select(nodes.c.name)
+            .where(
+                or_(
+                    and_(nodes.c.status == "alive", nodes.c.last_heartbeat_ms < now_ms - ttl_ms),
+                    and_(nodes.c.status != "alive", nodes.c.status_changed_ms < now_ms - DAY_MS),
+                )
+            )
+            .limit(1)
+        )
+    ).first()
+    return row is not None
