@@ -107,6 +107,7 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._last_renewal = 0
         self._bundle_checks: dict[str, int] = {}
+        self._stopped = False
         service.subscribe(self._on_commit)
 
     @property
@@ -142,6 +143,9 @@ class Node:
 
     async def stop(self) -> None:
         """Graceful shutdown (SPEC §10.4): stop agents, release leases, mark the node stopped."""
+        if self._stopped:
+            return
+        self._stopped = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
