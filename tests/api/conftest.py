@@ -33,6 +33,7 @@ from app.service import Service
 from app.store import event_store, leases
 from app.store.database import Database
 from app.store.leases import Fence
+from app.store.rebuild import verify
 from app.store.tables import events, job_leases
 
 NODE = "test-node"
@@ -65,6 +66,8 @@ async def make_client(db: Database, service: Service) -> AsyncIterator[ClientFac
     yield build
     for client in opened:
         await client.aclose()
+    # Whatever a test did through the API, the projections must equal a replay of the log.
+    assert await verify(db) == []
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from app.http.app import create_app
 from app.runtime.node import Node
 from app.service import Service
 from app.store.database import Database
+from app.store.rebuild import verify
 from tests.replay import compare_with_api
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,6 +109,8 @@ async def harness(
             yield Harness(client, node, db)
     finally:
         await node.stop()
+    # Whatever ran, the projections must equal a replay of the log (DESIGN §2 invariant 1).
+    assert await verify(db) == []
 
 
 def load_manifest(name: str) -> dict[str, Any]:
