@@ -1,0 +1,128 @@
+"""Module and sensor agents, direct emits and dead letters, end to end (SPEC §7.4, §7.7, §6.4)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.runtime.conftest import Harness
+
+COUNTER = '''
+class Counter:
+    def init(self, config, context):
+        return {"seen": 0, "node": context["node"]}
+
+    def handle(self, state, message, context):
+        state = {**state, "seen": state["seen"] + 1}
+        kind = (message.get("body") or {}).get("kind")
+        actions = [{"action": "event", "type": "counted", "payload": {"seen": state["seen"]}}]
+        if kind == "direct":
+            actions.append({"action": "emit_to", "to": "sink", "type": "direct_hit", "body": {"n": state["seen"]}})
+        if kind == "ghost":
+            actions.append({"action": "emit_to", "to": "ghost", "type": "lost", "body": {}})
+        actions.append({"action": "emit", "type": "counted", "body": {"seen": state["seen"]}, "headers": {"h": "1"}})
+        if state["seen"] >= context["config"].get("complete_at", 3):
+            actions.append({"action": "complete_job", "result": {"seen": state["seen"]}})
+            actions.append({"action": "complete_job", "result": "ignored: the first complete action wins"})
+        return state, actions
+
+    def snapshot(self, state):
+        return {"seen": state["seen"]}
+
+    def restore(self, snapshot, context):
+        return {"seen": snapshot["seen"], "node": context["node"]}
+'''
+
+
+@pytest.fixture
+def settings_overrides(tmp_path: Path) -> dict[str, Any]:
+    bundle = tmp_path / "bundles" / "module_demo"
+    package = bundle / "payloads" / "mn_demo_agents_pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "counter.py").write_text(COUNTER)
+    manifest = {
+        "manifest_version": "1", "graph_id": "module_demo", "entrypoints": ["counter"],
+        "initial_inputs": {"counter": [{"kind": "direct"}, {"kind": "ghost"}, {}]},
+        "nodes": [
+            {"node_id": "counter", "agent_type": "module", "config": {"module": "mn_demo_agents_pkg.counter:Counter"}},
+            {"node_id": "watch", "agent_type": "sensor", "config": {"output_message_type": "seen"}},
+            {"node_id": "sink", "agent_type": "aggregator", "config": {}},
+        ],
+        "edges": [{"edge_id": "c2w", "from_node": "counter", "to_node": "watch", "message_type": "counted"}],
+    }
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    return {"bundles_dir": tmp_path / "bundles"}
+
+
+async def test_module_agent_from_bundle_payloads(harness: Harness) -> None:
+    job_id = await harness.submit({"bundle_id": "module_demo"})
+    details = await harness.wait_status(job_id)
+    assert details["job"]["result"] == {"agent_id": "counter", "output": {"seen": 3}}
+    events = await harness.events(job_id)
+    counter = [e for e in events if e["agent_id"] == "counter"]
+    assert [e["payload"]["seen"] for e in counter if e["type"] == "counted"] == [1, 2, 3]
+    assert [e["payload"]["state"] for e in counter if e["type"] == "message_processed"] == [
+        {"snapshot": {"seen": 1}}, {"snapshot": {"seen": 2}}, {"snapshot": {"seen": 3}}
+    ]
+    direct = [e for e in events if e["type"] == "message_delivered" and e["payload"]["route"] == "direct"]
+    assert len(direct) == 1 and direct[0]["agent_id"] == "sink"
+    assert direct[0]["payload"]["message"]["envelope"]["type"] == "direct_hit"
+    dead = [e for e in events if e["type"] == "dead_letter"]
+    assert len(dead) == 1 and dead[0]["agent_id"] == "ghost" and dead[0]["payload"]["reason"] == "unknown agent ghost"
+    edge = [e for e in events if e["type"] == "message_delivered" and e["payload"]["route"] == "edge"]
+    assert {e["payload"]["edge_id"] for e in edge} == {"c2w"}
+    assert edge[0]["payload"]["message"]["headers"]["h"] == "1"
+    assert edge[0]["payload"]["message"]["envelope"]["causation_id"]
+    observed = [e["payload"]["count"] for e in events if e["type"] == "sensor_observed"]
+    assert observed == sorted(observed) and observed[0] == 1
+    step = ["agent_message_received", "counted", "message_processed"]
+    assert [e["type"] for e in counter] == ["message_delivered"] * 3 + step * 3 + ["job_completed"]
+    await harness.audit(job_id)
+
+
+def _raw(config: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "manifest_version": "1", "graph_id": "module_errors", "entrypoints": ["m"],
+        "initial_inputs": {"m": [{"x": 1}]},
+        "nodes": [{"node_id": "m", "agent_type": "module", "config": config}],
+    }
+
+
+M = "tests.runtime.module_agents"
+
+
+@pytest.mark.parametrize(
+    ("config", "error", "bootstrap"),
+    [
+        ({"module": f"{M}:Broken"}, "agent m raised ValueError: boom", False),
+        ({"module": f"{M}:BadAction"}, 'agent m returned an unknown action "explode"', False),
+        ({"module": f"{M}:Reserved"}, 'agent m cannot emit reserved event type "job_completed"', False),
+        ({"module": f"{M}:NotSerialisable"}, "agent m returned a state that is not JSON-serialisable", False),
+        ({}, "module agent requires config.module", True),
+        ({"module": f"{M}:Nope"}, f"module agent {M}:Nope is not available", True),
+        ({"module": f"{M}.NotAgent"}, f'invalid module agent "{M}.NotAgent"', True),
+        ({"module": f"{M}:Broken", "module_source": "x"}, "module_source requires payloads path in runtime context", True),
+    ],
+)
+async def test_module_agent_failures(harness: Harness, config: dict[str, Any], error: str, bootstrap: bool) -> None:
+    job_id = await harness.submit(_raw(config))
+    details = await harness.wait_status(job_id)
+    assert details["job"]["status"] == "failed"
+    assert details["job"]["result"]["error"] == error
+    assert details["job"]["result"]["agent_id"] == "m"
+    types = [e["type"] for e in await harness.events(job_id)]
+    if bootstrap:
+        assert types == ["job_submitted", "job_queued", "job_scheduled", "job_failed"]
+    else:
+        assert types[-2:] == ["agent_message_received", "job_failed"]
+        assert details["job"]["result"]["details"] == {"error": error}
+
+
+async def test_async_module_handle_from_the_server_path(harness: Harness) -> None:
+    job_id = await harness.submit(_raw({"module": f"{M}:AsyncEcho"}))
+    details = await harness.wait_status(job_id)
+    assert details["job"]["result"] == {"agent_id": "m", "output": {"echo": {"x": 1}, "node": "node-a"}}
