@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -71,10 +72,8 @@ async def _start_node_when_ready(node: Any, stop: asyncio.Event) -> bool:
             return True
         except Exception as exc:  # database down or not migrated yet
             log.warning("node start failed (%s); retrying in 2 s", type(exc).__name__)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=2)
-            except TimeoutError:
-                pass
     return False
 
 
@@ -120,7 +119,6 @@ async def _serve(settings: Settings, *, api: bool) -> int:
             app, log_level="warning", lifespan="off", timeout_graceful_shutdown=10, access_log=False
         )
         server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         server_task = asyncio.create_task(server.serve(sockets=[sock]))
         log.info("listening on http://%s:%s/api/v1", settings.api_host, settings.api_port)
     fenced = asyncio.create_task(node.fenced_out.wait())

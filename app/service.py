@@ -9,6 +9,7 @@ load–decide–append a bounded number of times.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, select
+from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,9 +27,10 @@ from app.bundles import scanner
 from app.config import Settings
 from app.domain import events as ev
 from app.domain.bundle import BundleVersion, decide_reload, decide_scan, project_bundle
-from app.domain.canonical import canonical_json
+from app.domain.canonical import canonical_json, format_ms
 from app.domain.events import Event, NewEvent
 from app.domain.job import (
+    CANCELLED_BY_CLEANUP,
     FENCED_COMMANDS,
     CancelJob,
     Command,
@@ -39,16 +41,16 @@ from app.domain.job import (
     Rejected,
     SubmitJob,
     decide,
-    CANCELLED_BY_CLEANUP,
+    submitted_payload,
 )
 from app.domain.projection import JobProjection, fold
 from app.store import event_store, leases, projector
 from app.store import nodes as nodes_store
-from app.store.nodes import NodeRow
 from app.store.database import Database
 from app.store.event_store import ConcurrencyConflict, StreamHead
 from app.store.leases import Fence
-from app.store.tables import agents, bundles, jobs
+from app.store.nodes import NodeRow
+from app.store.tables import agents, bundles, events, executor_leases, jobs
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +174,6 @@ class Service:
         request_sha256: str,
     ) -> Submitted:
         """Record `job_submitted`, or answer an earlier submit with the same Idempotency-Key."""
-        from app.domain.job import submitted_payload
-
         payload = submitted_payload(
             manifest=manifest, bundle=bundle, idempotency_key=idempotency_key, request_sha256=request_sha256
         )
@@ -209,8 +209,6 @@ class Service:
 
     async def release_job(self, job_id: str, fence: Fence, *, graceful: bool, lease_lost: bool) -> None:
         """An owner stopped running a job: drop its executor lease rows and give the job lease up."""
-        from app.store.tables import executor_leases
-
         async with self.db.write() as conn:
             await conn.execute(
                 delete(executor_leases).where(
@@ -300,8 +298,6 @@ class Service:
             "last_hash": sealed[-1].hash,
             "last_timestamp": sealed[-1].timestamp,
         }
-        from sqlalchemy import insert, update
-
         try:
             if row is None:
                 await conn.execute(insert(bundles).values(bundle_id=bundle_id, **values))
@@ -319,17 +315,13 @@ class Service:
         deleted: list[str] = []
         for job_id in await self._cleanup_candidates(include_live, cutoff):
             if include_live:
-                try:
+                with contextlib.suppress(Rejected):  # already terminal, or gone meanwhile
                     await self.execute(job_id, CancelJob(CANCELLED_BY_CLEANUP))
-                except Rejected:
-                    pass
             if await self._delete_job(job_id, include_live, cutoff, older_than, node):
                 deleted.append(job_id)
         return sorted(deleted)
 
     async def _cleanup_candidates(self, include_live: bool, cutoff: int | None) -> list[str]:
-        from app.domain.canonical import format_ms
-
         query = select(jobs.c.job_id).order_by(jobs.c.job_id)
         if not include_live:
             query = query.where(jobs.c.status.in_(sorted(ev.TERMINAL_STATUSES)))
@@ -341,9 +333,6 @@ class Service:
     async def _delete_job(
         self, job_id: str, include_live: bool, cutoff: int | None, older_than: int | None, node: str
     ) -> bool:
-        from app.domain.canonical import format_ms
-        from app.store.tables import events
-
         for _ in range(MAX_ATTEMPTS):
             try:
                 async with self.db.write() as conn:
@@ -396,8 +385,6 @@ class NodeRegistry:
 
     async def expire(self, detected_by: str, ttl_ms: int) -> list[str]:
         """Mark nodes with an expired heartbeat lost, one `node_lost` each; return their names."""
-        from app.domain.canonical import format_ms
-
         db = self.service.db
         async with db.read() as conn:
             if not await nodes_store.needs_maintenance(conn, self.service.clock(), ttl_ms):

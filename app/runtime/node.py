@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import platform
 import shutil
 import subprocess
+import uuid
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
 
 from app.config import Settings
 from app.domain import events as ev
+from app.domain.canonical import format_ms
 from app.domain.job import (
     AdmitJob,
     FailBootstrap,
@@ -28,17 +30,16 @@ from app.domain.job import (
 )
 from app.domain.manifest import seed_payloads
 from app.domain.messages import normalize_message
-from app.domain.canonical import format_ms
 from app.domain.runtime_state import JobRuntime, fold_runtime
 from app.runtime import modules as mod
 from app.runtime.pools import ExecutorPools, LeaseRow, parse_pool_capacities
 from app.runtime.runner import JobRunner, NodeContext, new_incarnation, new_message_id, payloads_path
-from app.service import BundleRegistry, NodeRegistry, Service, now_ms
+from app.service import BundleRegistry, NodeRegistry, Service
 from app.store import event_store, leases
 from app.store.database import Database, is_unavailable
 from app.store.leases import Fence, TakenLease
 from app.store.nodes import NodeRow, heartbeat
-from app.store.tables import executor_leases, job_leases, jobs
+from app.store.tables import bundles, executor_leases, job_leases, jobs
 
 log = logging.getLogger(__name__)
 
@@ -237,10 +238,8 @@ class Node:
     async def _schedule_loop(self) -> None:
         interval = self.settings.poll_interval_ms / 1000
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=interval)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self.tick()
@@ -296,10 +295,8 @@ class Node:
                 )
             ]
         for job_id in pending:
-            try:
+            with contextlib.suppress(Rejected):  # another node admitted it first (or it was cancelled)
                 await self.service.execute(job_id, AdmitJob(self.name))
-            except Rejected:
-                pass  # another node admitted it first (or it was cancelled)
         if pending:
             self._wake.set()
 
@@ -376,7 +373,7 @@ class Node:
         async with self.db.read() as conn:
             return fold_runtime(job_id, await event_store.read_stream(conn, job_id))
 
-    def _build_agents(self, job: JobRuntime, *, recovering: bool) -> dict[str, Any]:
+    def _build_agents(self, job: JobRuntime) -> dict[str, Any]:
         """Check the bundle path and load module agents; raise BootstrapError on the first error."""
         if job.bundle is not None and not os.path.isdir(job.bundle["path"]):
             raise BootstrapError(
@@ -403,8 +400,6 @@ class Node:
 
     def _seeds(self, job: JobRuntime) -> tuple[dict[str, Any], ...]:
         timestamp = format_ms(self.service.clock())
-        import uuid
-
         return tuple(
             normalize_message(
                 payload, message_id=new_message_id(), job_id=job.job_id, to=entrypoint, timestamp=timestamp,
@@ -425,7 +420,7 @@ class Node:
         try:
             job = await self._read_job(job_id)
             try:
-                modules = self._build_agents(job, recovering=False)
+                modules = self._build_agents(job)
                 runner = JobRunner(self.ctx, job, fence, modules)
                 self._initial_module_states(runner)
             except BootstrapError as exc:
@@ -476,7 +471,7 @@ class Node:
             if job.terminal or not started.events:
                 return
             try:
-                modules = self._build_agents(job, recovering=True)
+                modules = self._build_agents(job)
                 runner = JobRunner(self.ctx, job, fence, modules)
                 self._initial_module_states(runner)
             except BootstrapError as exc:
@@ -508,8 +503,6 @@ class Node:
                     log.exception("bundle interval scan failed")
 
     async def _reload_due_bundles(self) -> None:
-        from app.store.tables import bundles
-
         async with self.db.read() as conn:
             views = [json.loads(r.view) for r in await conn.execute(select(bundles.c.view))]
         now = self.service.clock()
@@ -523,5 +516,3 @@ class Node:
                 self._bundle_checks[view["bundle_id"]] = now
                 await self.bundles.reload(view["bundle_id"], view["path"], "interval_scan")
 
-
-__all__ = ["Node", "hardware", "IntegrityError"]

@@ -11,7 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, tuple_
+from sqlalchemy import and_, delete, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain.bundle import project_bundle
@@ -142,19 +142,17 @@ async def verify(db: Database) -> list[str]:
             for row in agent_rows:
                 differences += _diff(f"agents[{job_id}/{row['agent_id']}]", live_agents.pop(row["agent_id"], None), row)
             differences += [f"agents[{job_id}/{a}]: present in the live projection but not derivable from events" for a in live_agents]
-        for row in await conn.execute(select(jobs.c.job_id)):
-            if row.job_id not in seen_jobs:
-                differences.append(f"jobs[{row.job_id}]: present in the live projection but not derivable from events")
+        for job_row_id in (await conn.execute(select(jobs.c.job_id))).scalars():
+            if job_row_id not in seen_jobs:
+                differences.append(f"jobs[{job_row_id}]: present in the live projection but not derivable from events")
         seen_bundles: set[str] = set()
         async for _, stream in _streams(conn, job_streams=False):
             rebuilt = _bundle_row(stream)
             seen_bundles.add(rebuilt["bundle_id"])
             live = (await conn.execute(select(bundles).where(bundles.c.bundle_id == rebuilt["bundle_id"]))).first()
             differences += _diff(f"bundles[{rebuilt['bundle_id']}]", None if live is None else dict(live._mapping), rebuilt)
-        for row in await conn.execute(select(bundles.c.bundle_id)):
-            if row.bundle_id not in seen_bundles:
-                differences.append(f"bundles[{row.bundle_id}]: present in the live projection but not derivable from events")
+        for bundle_id in (await conn.execute(select(bundles.c.bundle_id))).scalars():
+            if bundle_id not in seen_bundles:
+                differences.append(f"bundles[{bundle_id}]: present in the live projection but not derivable from events")
     return differences
 
-
-__all__ = ["rebuild", "verify", "tuple_"]
