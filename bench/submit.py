@@ -1,0 +1,93 @@
+"""Submit: `POST /jobs` over HTTP (wrk) against the eventsourcing library and a raw INSERT+COMMIT loop."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+from bench.common import (
+    PYTHON,
+    ROOT,
+    Config,
+    Databases,
+    Row,
+    Sample,
+    Server,
+    Table,
+    app_url,
+    log,
+    migrate,
+    run_async,
+    trivial_manifest,
+    wrk,
+)
+
+CONCURRENCY = (16, 64)
+
+
+def peer(name: str, backend: str, target: str, concurrency: int, seconds: float, payload: int) -> float:
+    """Run one peer process and return its rate."""
+    out = subprocess.run(
+        [PYTHON, "-m", "bench.peers", name, "--backend", backend, "--target", target,
+         "--concurrency", str(concurrency), "--seconds", str(seconds), "--payload-bytes", str(payload)],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["rate"])
+
+
+def run(cfg: Config, dbs: Databases) -> Table:
+    table = Table("Submit: POST /api/v1/jobs (wrk) vs eventsourcing (one event per transaction) and raw INSERT+COMMIT")
+    seconds = cfg.size(3, 8)
+    body = json.dumps(trivial_manifest("bench_submit"))
+    body_file = cfg.workdir / "submit_body.json"
+    body_file.write_text(body)
+    # The peers write a payload the size of our job_submitted event (the normalised manifest and more).
+    payload = 2 * len(body)
+    for backend in cfg.backends:
+        target: Any = run_async(dbs.create_pg("submit")) if backend == "postgres" else dbs.sqlite_file("submit")
+        peer_targets = {
+            "eventsourcing": run_async(dbs.create_pg("es")) if backend == "postgres" else str(dbs.sqlite_file("es")),
+            "raw": target if backend == "postgres" else str(dbs.sqlite_file("raw")),
+        }
+        url = app_url(backend, target)
+        run_async(migrate(url))
+        ours: dict[int, list[float]] = {c: [] for c in CONCURRENCY}
+        es: dict[int, list[float]] = {c: [] for c in CONCURRENCY}
+        raw: dict[int, list[float]] = {c: [] for c in CONCURRENCY}
+        env = {"BENCH_BODY_FILE": str(body_file)}
+        with Server(cfg, url, f"submit-{backend}", MIRROR_NEURON_RUNTIME_ENABLED="0") as server:
+            endpoint = server.base + "/api/v1/jobs"
+            wrk(endpoint, script="post_jobs.lua", connections=16, seconds=2, env=env)  # warm-up
+            for i in range(cfg.runs):
+                for c in CONCURRENCY:
+                    result = wrk(endpoint, script="post_jobs.lua", connections=c, seconds=seconds, env=env)
+                    if result.non2xx or result.errors:
+                        log(f"  wrk: {result.non2xx} non-2xx answers, {result.errors} socket errors")
+                    ours[c].append(result.rps)
+                    es[c].append(peer("eventsourcing", backend, str(peer_targets["eventsourcing"]), c, seconds, payload))
+                    raw_name = "raw-pg" if backend == "postgres" else "raw-sqlite"
+                    raw[c].append(peer(raw_name, backend, str(peer_targets["raw"]), c, seconds, payload))
+                    log(f"submit {backend} c={c} run {i + 1}: ours {ours[c][-1]:.0f}/s, "
+                        f"eventsourcing {es[c][-1]:.0f}/s, raw {raw[c][-1]:.0f}/s")
+        for c in CONCURRENCY:
+            o, e, r = Sample.of(ours[c]), Sample.of(es[c]), Sample.of(raw[c])
+            es_ratio, raw_ratio = o.median / e.median, o.median / r.median
+            gate = c == 16
+            table.add(Row(f"submit, {c} clients", backend, o, "req/s", "eventsourcing", e, es_ratio,
+                          "≥ 3×" if gate else "", es_ratio >= 3 if gate else None))
+            table.add(Row(f"submit, {c} clients", backend, o, "req/s", "raw INSERT+COMMIT", r, raw_ratio,
+                          "≥ 0.3×" if gate else "", raw_ratio >= 0.3 if gate else None))
+        if backend == "postgres":
+            run_async(dbs.drop_pg(str(target)))
+            run_async(dbs.drop_pg(str(peer_targets["eventsourcing"])))
+    table.notes.append(
+        f"{seconds} s per wrk run (2 threads), {cfg.runs} runs interleaved with the peers; the server runs with "
+        "MIRROR_NEURON_RUNTIME_ENABLED=0 so only the write path is measured."
+    )
+    table.notes.append(
+        f"Peers write one row/event of {payload} bytes per transaction at the same concurrency "
+        "(threads for eventsourcing and SQLite, asyncpg connections for the raw Postgres loop); "
+        "the SQLite raw loop uses synchronous=FULL like the app."
+    )
+    return table
