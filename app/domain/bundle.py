@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.domain import events as ev
+from app.domain import upcasting
 from app.domain.events import Event, NewEvent
 
 
@@ -82,7 +83,8 @@ def _reloaded(view: dict[str, Any], version: BundleVersion, reason: str, node: s
 
 
 def project_bundle(view: dict[str, Any] | None, event: Event) -> dict[str, Any]:
-    """Return the bundle projection after one bundle event."""
+    """Return the bundle projection after one bundle event (upcast to its current shape)."""
+    event = upcasting.current_registry().upcast(event)
     p = event.payload
     if event.type == ev.BUNDLE_REGISTERED:
         return _accepted({"history": []}, p, p["fingerprint"], event, version=1) | {

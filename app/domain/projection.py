@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from app.domain import events as ev
+from app.domain import upcasting
 from app.domain.events import Event
 
 
@@ -281,10 +282,12 @@ def _project_job(job: JobView, event: Event) -> JobView:
 
 
 def fold(events: Iterable[Event], state: JobProjection | None = None) -> JobProjection | None:
-    """Fold job events into their projection; the rows in `state` are not modified."""
+    """Fold job events (upcast to their current shape) into their projection; `state` is not modified."""
+    registry = upcasting.current_registry()
     job = state.job if state is not None else None
     agents = dict(state.agents) if state is not None else {}
-    for event in events:
+    for stored in events:
+        event = registry.upcast(stored)
         if job is None:
             if event.type != ev.JOB_SUBMITTED:
                 raise ValueError(f"stream {event.stream_id} does not start with job_submitted")

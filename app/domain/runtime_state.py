@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.domain import events as ev
+from app.domain import upcasting
 from app.domain.agents import AggregatorState
 from app.domain.events import Event
 
@@ -71,7 +72,7 @@ class JobRuntime:
         self.last_sequence = event.sequence
         handler = _HANDLERS.get(event.type)
         if handler is not None:
-            handler(self, event)
+            handler(self, upcasting.current_registry().upcast(event))
 
     def agent(self, event: Event) -> AgentRuntime | None:
         """The event's agent, if it is a graph node of this job."""

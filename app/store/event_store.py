@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain.canonical import canonical_json, event_hash, format_ms, parse_ms
+from app.domain import upcasting
 from app.domain.events import Event, NewEvent
 from app.store.tables import event_positions, events
 
@@ -103,6 +104,7 @@ async def insert_sealed(conn: AsyncConnection, sealed: Sequence[Event]) -> list[
         .returning(event_positions.c.last_position)
     )
     first = result.scalar_one() - len(sealed) + 1
+    registry = upcasting.current_registry()
     recorded = [
         Event(first + i, e.stream_id, e.sequence, e.event_id, e.type, e.timestamp, e.job_id, e.agent_id, e.payload, e.hash)
         for i, e in enumerate(sealed)
@@ -119,6 +121,7 @@ async def insert_sealed(conn: AsyncConnection, sealed: Sequence[Event]) -> list[
             "agent_id": e.agent_id,
             "payload": canonical_json(e.payload),
             "hash": e.hash,
+            "schema_version": registry.current_version(e.type),
         }
         for e in recorded
     ]

@@ -67,3 +67,18 @@ async def test_system_stream_appends_chain(service: Service) -> None:
     b = await service.append_system([NewEvent("node_registered", {"node": "b"})])
     assert (a[0].sequence, b[0].sequence) == (1, 2)
     assert b[0].position > a[0].position
+
+
+async def test_schema_version_column_follows_the_registry(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.domain import upcasting
+    from tests.unit.test_upcasting import V2
+
+    monkeypatch.setattr(upcasting, "REGISTRY", upcasting.UpcasterRegistry([V2]))
+    async with db.write() as conn:
+        sealed = event_store.seal(
+            "s1", None, StreamHead(), [NewEvent("job_scheduled", {"owner": {"node": "n"}}), NewEvent("job_queued", {})], 1
+        )
+        await event_store.insert_sealed(conn, sealed)
+    async with db.read() as conn:
+        versions = (await conn.execute(text("SELECT type, schema_version FROM events ORDER BY position"))).all()
+    assert [tuple(v) for v in versions] == [("job_scheduled", 2), ("job_queued", 1)]
