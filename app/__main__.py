@@ -352,6 +352,64 @@ def cmd_events(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _print_job_audit(result: Any) -> None:
+    verdict = "OK" if result.ok else "FAILED"
+    print(f"{verdict} {result.job_id}: {result.events} events, head {result.head or '-'}")
+    for finding in result.findings:
+        print(f"  - {finding}")
+
+
+def _audit_cleanups(args: argparse.Namespace) -> int:
+    from app.audit import audit_cleanups
+    from app.store.database import Database
+
+    if not args.database_url:
+        print("error: --cleanups needs --database-url (it reads the system stream)", file=sys.stderr)
+        return EXIT_USAGE
+    archive = None
+    if args.archive:
+        with open(args.archive, encoding="utf-8") as handle:
+            archive = [json.loads(line) for line in handle if line.strip()]
+
+    async def work() -> Any:
+        db = Database(args.database_url)
+        try:
+            return await audit_cleanups(db, archive)
+        finally:
+            await db.dispose()
+
+    result = asyncio.run(work())
+    for finding in result.findings:
+        print(f"  - {finding}")
+    verdict = "OK" if not result.findings else "FAILED"
+    print(f"{verdict}: {result.records} jobs_cleaned records, {result.checked_against_archive} checked against the archive")
+    return EXIT_OK if not result.findings else EXIT_FAILED
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Replay jobs' events over HTTP and compare with what the API shows."""
+    from app.audit import AuditError, Client, all_job_ids, audit_job
+
+    if args.cleanups:
+        return _audit_cleanups(args)
+    if not args.job_id and not args.all:
+        print("error: give a job id, --all or --cleanups", file=sys.stderr)
+        return EXIT_USAGE
+    client = Client(_base_url(args), args.token or os.environ.get("MIRROR_NEURON_API_TOKEN"))
+    failed = audited = 0
+    try:
+        for job_id in all_job_ids(client) if args.all else [args.job_id]:
+            result = audit_job(client, job_id)
+            audited += 1
+            failed += 0 if result.ok else 1
+            _print_job_audit(result)
+    except AuditError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"audit: {audited - failed} of {audited} jobs replay to exactly what the API shows")
+    return EXIT_OK if failed == 0 else EXIT_FAILED
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mirror-neuron", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -364,6 +422,7 @@ def _parser() -> argparse.ArgumentParser:
         ("submit", cmd_submit, "submit a manifest, a bundle directory or --bundle ID"),
         ("jobs", cmd_jobs, "list jobs"),
         ("events", cmd_events, "print a job's events"),
+        ("audit", cmd_audit, "replay events over HTTP and compare with the API (or --cleanups)"),
     ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--url", help="server base URL (default http://127.0.0.1:$MIRROR_NEURON_API_PORT)")
@@ -374,6 +433,12 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--bundle", help="id of a bundle registered on the server")
             p.add_argument("--wait", action="store_true", help="wait for a terminal status")
             p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (default 600)")
+        elif name == "audit":
+            p.add_argument("job_id", nargs="?")
+            p.add_argument("--all", action="store_true", help="audit every job")
+            p.add_argument("--cleanups", action="store_true", help="check jobs_cleaned records (database access)")
+            p.add_argument("--database-url", help="with --cleanups: the database to read")
+            p.add_argument("--archive", help="with --cleanups: NDJSON of archived job events to check against")
         elif name == "jobs":
             p.add_argument("--limit", type=int, default=100)
             p.add_argument("--status", help="comma-separated statuses")

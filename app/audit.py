@@ -1,0 +1,250 @@
+"""`mirror-neuron audit`: replay a job's events as an outside auditor and compare with the API.
+
+Over HTTP only: stream `GET /jobs/{id}/events` (NDJSON), recompute the SPEC §1.3 hash chain,
+fold the events with the same pure `fold` the server uses (upcasters included), then compare
+every event-derived field of `GET /jobs/{id}`. `--cleanups` is the operator's check of the
+`jobs_cleaned` audit records and needs database access (SPEC Appendix B.25).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.domain.canonical import event_hash
+from app.domain.events import Event
+from app.domain.projection import AgentView, JobProjection, JobView, fold
+
+JOB_FIELDS = (
+    "job_id", "graph_id", "job_name", "status", "status_reason", "daemon", "submitted_at", "updated_at",
+    "root_agent_ids", "placement_policy", "recovery_policy", "max_agent_restart_attempts", "result", "node",
+    "recovery_count", "last_sequence", "last_hash", "manifest_ref", "bundle", "idempotency_key",
+)
+SUMMARY_FIELDS = ("nodes", "sandbox_names", "last_event", "executor_count", "status", "updated_at")
+AGENT_FIELDS = ("agent_type", "role", "processed_messages", "mailbox_depth", "last_error", "sandbox_name")
+
+
+class AuditError(Exception):
+    """The server could not be read (not a finding about the log)."""
+
+
+@dataclass
+class Client:
+    """A minimal HTTP client: JSON requests and NDJSON streams, with an optional bearer token."""
+
+    base_url: str
+    token: str | None = None
+    timeout: float = 60.0
+
+    def _open(self, path: str, accept: str) -> Any:
+        request = urllib.request.Request(self.base_url.rstrip("/") + path, headers={"Accept": accept})
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            return urllib.request.urlopen(request, timeout=self.timeout)
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")
+            raise AuditError(f"GET {path} answered {exc.code}: {detail}") from None
+        except urllib.error.URLError as exc:
+            raise AuditError(f"cannot reach {self.base_url}: {exc.reason}") from None
+
+    def get(self, path: str) -> Any:
+        """GET a JSON document."""
+        with self._open(path, "application/json") as response:
+            return json.loads(response.read())
+
+    def lines(self, path: str) -> Iterator[dict[str, Any]]:
+        """GET an NDJSON stream, one object at a time (constant memory)."""
+        with self._open(path, "application/x-ndjson") as response:
+            for raw in response:
+                if raw.strip():
+                    yield json.loads(raw)
+
+
+@dataclass
+class ChainCheck:
+    """Recomputes the hash chain of one job stream while its events go by."""
+
+    job_id: str
+    findings: list[str] = field(default_factory=list)
+    previous: str = ""
+    sequence: int = 0
+
+    def check(self, record: dict[str, Any]) -> Event:
+        """Verify one API event record and return it as an Event."""
+        self.sequence += 1
+        where = f"event {record.get('sequence')} ({record.get('type')}, {record.get('event_id')})"
+        if record.get("sequence") != self.sequence:
+            self.findings.append(f"{where}: expected sequence {self.sequence}")
+            self.sequence = int(record.get("sequence") or self.sequence)
+        recomputed = event_hash(
+            prev_hash=self.previous, stream_id=self.job_id, sequence=record["sequence"],
+            event_id=record["event_id"], type_=record["type"], timestamp=record["timestamp"],
+            agent_id=record["agent_id"], payload=record["payload"],
+        )
+        if recomputed != record["hash"]:
+            self.findings.append(f"{where}: hash mismatch: recorded {record['hash']}, recomputed {recomputed}")
+        self.previous = record["hash"]
+        return Event(
+            position=record["position"], stream_id=self.job_id, sequence=record["sequence"],
+            event_id=record["event_id"], type=record["type"], timestamp=record["timestamp"],
+            job_id=self.job_id, agent_id=record["agent_id"], payload=record["payload"], hash=record["hash"],
+        )
+
+
+def _api_value(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _expected_job(job: JobView) -> dict[str, Any]:
+    return {name: _api_value(getattr(job, name)) for name in JOB_FIELDS}
+
+
+def _expected_summary(job: JobView) -> dict[str, Any]:
+    return {name: _api_value(getattr(job, name)) for name in SUMMARY_FIELDS}
+
+
+def _expected_agent(agent: AgentView) -> dict[str, Any]:
+    values = {name: getattr(agent, name) for name in AGENT_FIELDS}
+    values["type"] = agent.template
+    values["lease"] = {"lease_id": agent.lease_id, "pool": agent.lease_pool, "slots": agent.lease_slots}
+    return values
+
+
+def _differences(label: str, expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    return [
+        f"{label}.{key}: api={json.dumps(actual.get(key))} replay={json.dumps(value)}"
+        for key, value in expected.items()
+        if actual.get(key) != value
+    ]
+
+
+def compare(projection: JobProjection, details: dict[str, Any]) -> list[str]:
+    """Every event-derived field of `GET /jobs/{id}` that differs from the replay."""
+    findings = _differences("job", _expected_job(projection.job), details["job"])
+    findings += _differences("summary", _expected_summary(projection.job), details["summary"])
+    api_agents = {a["agent_id"]: a for a in details["agents"]}
+    for agent_id, agent in sorted(projection.agents.items()):
+        if agent_id not in api_agents:
+            findings.append(f"agents[{agent_id}]: missing from the API")
+            continue
+        findings += _differences(f"agents[{agent_id}]", _expected_agent(agent), api_agents[agent_id])
+    findings += [f"agents[{a}]: not in the replay" for a in sorted(set(api_agents) - set(projection.agents))]
+    return findings
+
+
+@dataclass
+class JobAudit:
+    """The verdict on one job."""
+
+    job_id: str
+    events: int
+    head: str
+    findings: list[str]
+
+    @property
+    def ok(self) -> bool:
+        """True when the log is intact and the API shows exactly its replay."""
+        return not self.findings
+
+
+def _replay(chain: ChainCheck, records: Iterable[dict[str, Any]], state: JobProjection | None) -> JobProjection | None:
+    return fold((chain.check(r) for r in records), state)
+
+
+def audit_job(client: Client, job_id: str, *, attempts: int = 5) -> JobAudit:
+    """Audit one job; a live job is re-read until the replay and the API describe the same head."""
+    quoted = urllib.parse.quote(job_id, safe="")
+    chain = ChainCheck(job_id)
+    state = _replay(chain, client.lines(f"/api/v1/jobs/{quoted}/events"), None)
+    for _ in range(attempts):
+        details = client.get(f"/api/v1/jobs/{quoted}")
+        if state is not None and details["job"]["last_sequence"] == state.job.last_sequence:
+            break
+        after = chain.sequence
+        state = _replay(chain, client.lines(f"/api/v1/jobs/{quoted}/events?after={after}"), state)
+    if state is None:
+        return JobAudit(job_id, 0, "", chain.findings + ["the job has no events"])
+    findings = chain.findings + compare(state, details)
+    return JobAudit(job_id, chain.sequence, state.job.last_hash, findings)
+
+
+def all_job_ids(client: Client) -> Iterator[str]:
+    """Every job id the API lists, page by page."""
+    cursor: str | None = None
+    while True:
+        query = "/api/v1/jobs?limit=1000" + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else "")
+        page = client.get(query)
+        for job in page["data"]:
+            yield job["job_id"]
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return
+
+
+@dataclass
+class CleanupAudit:
+    """The verdict on the `jobs_cleaned` records of the system stream."""
+
+    records: int
+    checked_against_archive: int
+    findings: list[str]
+
+
+def _archived_streams(archive: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    streams: dict[str, list[dict[str, Any]]] = {}
+    for record in archive:
+        streams.setdefault(record["job_id"], []).append(record)
+    for records in streams.values():
+        records.sort(key=lambda r: r["sequence"])
+    return streams
+
+
+def _check_archive(job_id: str, records: list[dict[str, Any]], cleaned: dict[str, Any]) -> list[str]:
+    chain = ChainCheck(job_id)
+    replay = fold(chain.check(r) for r in records)
+    findings = [f"archive of {job_id}: {f}" for f in chain.findings]
+    label = f"jobs_cleaned[{job_id}]"
+    if cleaned["event_counts"].get(job_id) != len(records):
+        findings.append(f"{label}: event_count {cleaned['event_counts'].get(job_id)} but the archive holds {len(records)}")
+    if cleaned["last_hashes"].get(job_id) != chain.previous:
+        findings.append(f"{label}: last_hash {cleaned['last_hashes'].get(job_id)} but the archive ends with {chain.previous}")
+    if replay is not None and cleaned["statuses"].get(job_id) != replay.job.status:
+        findings.append(f"{label}: status {cleaned['statuses'].get(job_id)} but the archive replays to {replay.job.status}")
+    return findings
+
+
+async def audit_cleanups(db: Any, archive: Iterable[dict[str, Any]] | None = None) -> CleanupAudit:
+    """Check the system stream's chain, that cleaned jobs left nothing behind, and the archive."""
+    from sqlalchemy import func, select
+
+    from app.store import event_store
+    from app.store.tables import events, jobs
+
+    async with db.read() as conn:
+        system = await event_store.read_stream(conn, "system")
+        chain = ChainCheck("system")
+        for event in system:
+            chain.check(event.to_api())
+        findings = [f"system stream: {f}" for f in chain.findings]
+        cleaned = [e for e in system if e.type == "jobs_cleaned"]
+        for record in cleaned:
+            for job_id in record.payload["job_ids"]:
+                left = (await conn.execute(select(func.count()).where(events.c.stream_id == job_id))).scalar_one()
+                row = (await conn.execute(select(jobs.c.job_id).where(jobs.c.job_id == job_id))).first()
+                if left or row is not None:
+                    findings.append(f"jobs_cleaned[{job_id}] (system event {record.sequence}): {left} events and "
+                                    f"{'a' if row else 'no'} jobs row remain")
+    streams = _archived_streams(archive) if archive is not None else {}
+    checked = 0
+    for record in cleaned:
+        for job_id in record.payload["job_ids"]:
+            if job_id in streams:
+                checked += 1
+                findings += _check_archive(job_id, streams[job_id], record.payload)
+    return CleanupAudit(len(cleaned), checked, findings)
