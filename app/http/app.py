@@ -14,6 +14,7 @@ from app.http.context import Api
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.events import EventsController
 from app.http.jobs import JobsController
+from app.http.schemas import security_components
 from app.http.system import SystemController
 from app.service import Service
 from app.store.database import Database
@@ -28,6 +29,7 @@ def create_app(settings: Settings, db: Database, service: Service, *, node_name:
     def provide_api() -> Api:
         return api
 
+    components, security = security_components(settings.api_token is not None)
     app = Litestar(
         route_handlers=[SystemController, JobsController, EventsController, BundlesController],
         dependencies={"api": Provide(provide_api, sync_to_thread=False, use_cache=True)},
@@ -37,6 +39,8 @@ def create_app(settings: Settings, db: Database, service: Service, *, node_name:
             version="1.0.0",
             path=OPENAPI_PATH,
             render_plugins=[JsonRenderPlugin()],
+            components=components,
+            security=security,
         ),
         request_max_body_size=None,
         logging_config=None,

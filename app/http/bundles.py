@@ -107,7 +107,7 @@ class BundlesController(Controller):
     @get(
         "/{bundle_id:str}",
         operation_id="getBundle",
-        responses=responses({200: (BundleDetail, "Bundle details")}, (404,)),
+        responses=responses({200: (BundleDetail, "Bundle details")}, (400, 404)),
     )
     async def get_bundle(self, api: ApiDep, bundle_id: FromPath[str]) -> dict[str, Any]:
         """BundleDetail: the current version, its manifest, payload files and history."""
@@ -122,7 +122,7 @@ class BundlesController(Controller):
         operation_id="reloadBundle",
         status_code=200,
         responses=responses(
-            {200: (Reloaded | ReloadUnchanged, "Reloaded, or no change detected")}, (404, 422)
+            {200: (Reloaded | ReloadUnchanged, "Reloaded, or no change detected")}, (400, 404, 422)
         ),
     )
     async def reload(self, api: ApiDep, bundle_id: FromPath[str]) -> Response[dict[str, Any]]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Controller, Response, get
-from litestar.params import FromPath, FromQuery, HeaderParameter
+from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -18,7 +18,14 @@ from app.domain.events import Event
 from app.http import params
 from app.http.context import Api, ApiDep
 from app.http.errors import ApiError, job_not_found
-from app.http.schemas import EventPage, responses
+from app.http.schemas import (
+    DIGITS_PATTERN,
+    LIMIT_PATTERN,
+    EventPage,
+    operation_class,
+    responses,
+    text_parameter,
+)
 from app.store import read_model
 from app.store.event_store import read_job_events, read_stream
 
@@ -158,6 +165,14 @@ def _position(event: Event) -> int:
 
 
 _STREAM_NOTE = " (application/x-ndjson and text/event-stream by Accept)"
+AFTER = QueryParameter(schema_extra=text_parameter(DIGITS_PATTERN))
+LIMIT = QueryParameter(schema_extra=text_parameter(LIMIT_PATTERN))
+FOLLOW = QueryParameter(schema_extra=text_parameter())
+LAST_EVENT_ID = HeaderParameter(
+    name="Last-Event-ID", required=False, schema_extra=text_parameter(DIGITS_PATTERN)
+)
+# OpenAPI ignores an `Accept` parameter; the responses' media types document the negotiation.
+ACCEPT = HeaderParameter(name="Accept", required=False, include_in_schema=False)
 
 
 class EventsController(Controller):
@@ -169,17 +184,18 @@ class EventsController(Controller):
     @get(
         "/jobs/{job_id:str}/events",
         operation_id="listJobEvents",
+        operation_class=operation_class(streams=True),
         responses=responses({200: (EventPage, "Events in ascending sequence" + _STREAM_NOTE)}, (400, 404)),
     )
     async def job_events(
         self,
         api: ApiDep,
         job_id: FromPath[str],
-        after: FromQuery[str | None] = None,
-        limit: FromQuery[str | None] = None,
-        follow: FromQuery[str | None] = None,
-        last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID", required=False)] = None,
-        accept: Annotated[str | None, HeaderParameter(name="Accept", required=False)] = None,
+        after: Annotated[str | None, AFTER] = None,
+        limit: Annotated[str | None, LIMIT] = None,
+        follow: Annotated[str | None, FOLLOW] = None,
+        last_event_id: Annotated[str | None, LAST_EVENT_ID] = None,
+        accept: Annotated[str | None, ACCEPT] = None,
     ) -> Response[Any]:
         """A job's events after `after` (or Last-Event-ID); NDJSON/SSE may follow live events."""
         query = feed_query(
@@ -201,16 +217,17 @@ class EventsController(Controller):
     @get(
         "/events",
         operation_id="listEvents",
+        operation_class=operation_class(streams=True),
         responses=responses({200: (EventPage, "Job events in ascending position" + _STREAM_NOTE)}, (400,)),
     )
     async def feed(
         self,
         api: ApiDep,
-        after: FromQuery[str | None] = None,
-        limit: FromQuery[str | None] = None,
-        follow: FromQuery[str | None] = None,
-        last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID", required=False)] = None,
-        accept: Annotated[str | None, HeaderParameter(name="Accept", required=False)] = None,
+        after: Annotated[str | None, AFTER] = None,
+        limit: Annotated[str | None, LIMIT] = None,
+        follow: Annotated[str | None, FOLLOW] = None,
+        last_event_id: Annotated[str | None, LAST_EVENT_ID] = None,
+        accept: Annotated[str | None, ACCEPT] = None,
     ) -> Response[Any]:
         """Every job's events in position order after `after`; never skips a later-committing event."""
         query = feed_query(

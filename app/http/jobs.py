@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, FromQuery, HeaderParameter, QueryParameter
+from litestar.params import FromPath, HeaderParameter, QueryParameter
 
 from app.domain.canonical import format_ms
 from app.domain.job import CancelJob, DeliverExternal, PauseJob, ResumeJob
@@ -22,13 +22,21 @@ from app.http.body import json_object_body
 from app.http.context import Api, ApiDep
 from app.http.errors import ApiError, job_not_found
 from app.http.schemas import (
+    DIGITS_PATTERN,
+    EXTERNAL_MESSAGE_SCHEMA,
+    IDEMPOTENCY_KEY_PATTERN,
+    LIMIT_PATTERN,
+    STATUS_LIST,
+    SUBMISSION_SCHEMA,
     Cleanup,
     JobDetails,
     JobList,
     MessageAccepted,
     StatusChange,
     Submitted,
+    operation_class,
     responses,
+    text_parameter,
 )
 from app.http.submission import submit
 from app.store import read_model
@@ -74,6 +82,7 @@ class JobsController(Controller):
     @post(
         "/",
         operation_id="submitJob",
+        operation_class=operation_class(body=SUBMISSION_SCHEMA, required=True),
         status_code=201,
         responses=responses(
             {
@@ -88,7 +97,10 @@ class JobsController(Controller):
         request: Request[Any, Any, Any],
         api: ApiDep,
         idempotency_key: Annotated[
-            str | None, HeaderParameter(name="Idempotency-Key", required=False)
+            str | None,
+            HeaderParameter(
+                name="Idempotency-Key", required=False, schema_extra=text_parameter(IDEMPOTENCY_KEY_PATTERN)
+            ),
         ] = None,
     ) -> Response[dict[str, Any]]:
         """Submit a manifest or a registered bundle; replays an earlier submission with the same key."""
@@ -108,11 +120,11 @@ class JobsController(Controller):
     async def list_jobs(
         self,
         api: ApiDep,
-        limit: FromQuery[str | None] = None,
-        cursor: FromQuery[str | None] = None,
-        status: FromQuery[list[str] | None] = None,
-        graph_id: FromQuery[str | None] = None,
-        include_terminal: FromQuery[str | None] = None,
+        limit: Annotated[str | None, QueryParameter(schema_extra=text_parameter(LIMIT_PATTERN))] = None,
+        cursor: Annotated[str | None, QueryParameter(schema_extra=text_parameter())] = None,
+        status: Annotated[list[str] | None, QueryParameter(schema_extra=STATUS_LIST)] = None,
+        graph_id: Annotated[str | None, QueryParameter(schema_extra=text_parameter())] = None,
+        include_terminal: Annotated[str | None, QueryParameter(schema_extra=text_parameter())] = None,
     ) -> dict[str, Any]:
         """A page of JobSummaries (keyset paging by `next_cursor`)."""
         size = params.limit(limit, 100)
@@ -137,8 +149,10 @@ class JobsController(Controller):
     async def cleanup(
         self,
         api: ApiDep,
-        all_jobs: Annotated[str | None, QueryParameter(name="all", required=False)] = None,
-        older_than: FromQuery[str | None] = None,
+        all_jobs: Annotated[
+            str | None, QueryParameter(name="all", required=False, schema_extra=text_parameter())
+        ] = None,
+        older_than: Annotated[str | None, QueryParameter(schema_extra=text_parameter(DIGITS_PATTERN))] = None,
     ) -> dict[str, Any]:
         """Delete terminal jobs (with `all`, cancel and delete live ones too), each audited."""
         age = params.non_negative(older_than, "older_than must be a non-negative integer")
@@ -150,7 +164,7 @@ class JobsController(Controller):
         )
         return {"deleted_count": len(deleted), "deleted_jobs": deleted}
 
-    @get(JOB, operation_id="getJob", responses=responses({200: (JobDetails, "Job details")}, (404,)))
+    @get(JOB, operation_id="getJob", responses=responses({200: (JobDetails, "Job details")}, (400, 404)))
     async def details(self, api: ApiDep, job_id: FromPath[str]) -> dict[str, Any]:
         """The job record, summary, agents, 25 newest events and sandboxes."""
         async with api.db.read() as conn:
@@ -163,7 +177,7 @@ class JobsController(Controller):
         JOB + "/cancel",
         operation_id="cancelJob",
         status_code=200,
-        responses=responses({200: (StatusChange, "Cancelled (or already cancelled)")}, (404, 409)),
+        responses=responses({200: (StatusChange, "Cancelled (or already cancelled)")}, (400, 404, 409)),
     )
     async def cancel(self, api: ApiDep, job_id: FromPath[str]) -> dict[str, str]:
         """Cancel a live job; idempotent for a cancelled one."""
@@ -174,7 +188,7 @@ class JobsController(Controller):
         JOB + "/pause",
         operation_id="pauseJob",
         status_code=200,
-        responses=responses({200: (StatusChange, "Paused")}, (404, 409)),
+        responses=responses({200: (StatusChange, "Paused")}, (400, 404, 409)),
     )
     async def pause(self, api: ApiDep, job_id: FromPath[str]) -> dict[str, str]:
         """Pause a running job."""
@@ -185,7 +199,7 @@ class JobsController(Controller):
         JOB + "/resume",
         operation_id="resumeJob",
         status_code=200,
-        responses=responses({200: (StatusChange, "Resumed: the job runs again")}, (404, 409)),
+        responses=responses({200: (StatusChange, "Resumed: the job runs again")}, (400, 404, 409)),
     )
     async def resume(self, api: ApiDep, job_id: FromPath[str]) -> dict[str, str]:
         """Resume a paused job."""
@@ -195,6 +209,7 @@ class JobsController(Controller):
     @post(
         JOB + "/messages",
         operation_id="deliverMessage",
+        operation_class=operation_class(body=EXTERNAL_MESSAGE_SCHEMA, required=True),
         status_code=202,
         responses=responses({202: (MessageAccepted, "Message delivered")}, (400, 404, 409, 413, 415)),
     )

@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+    SecurityRequirement,
+    SecurityScheme,
+)
+
+from app.domain.events import ALL_STATUSES
+from app.domain.manifest import (
+    AGENT_TYPE_ALIASES,
+    AGENT_TYPES,
+    MAX_EDGES,
+    MAX_ID_LENGTH,
+    MAX_NODES,
+    RECOVERY_MODES,
+)
+from app.domain.messages import CONTENT_ENCODINGS
 
 
 class ErrorBody(msgspec.Struct):
@@ -348,3 +371,145 @@ def responses(
             data_container=shape, description=_ERROR_DESCRIPTIONS[status], generate_examples=False
         )
     return specs
+
+
+# ------------------------------------------------------------------ request bodies and parameters
+#
+# The two routes that read a body parse it themselves (SPEC §2.1 orders the size, content-type and
+# JSON checks before anything else), so Litestar cannot infer their request bodies; these schemas
+# document them. They are never stricter than the validation the routes apply: every body the API
+# accepts satisfies them (manifest rules that span several fields, such as edges naming existing
+# nodes, are left to the 400 answer).
+
+_STRING = Schema(type=OpenAPIType.STRING)
+_OBJECT_OR_NULL = Schema(type=[OpenAPIType.OBJECT, OpenAPIType.NULL])
+_ENCODING = Schema(enum=[*CONTENT_ENCODINGS, None])
+
+GRAPH_NODE_SCHEMA = Schema(
+    type=OpenAPIType.OBJECT,
+    required=["node_id", "agent_type"],
+    properties={
+        "node_id": Schema(type=OpenAPIType.STRING, min_length=1, max_length=MAX_ID_LENGTH),
+        "agent_type": Schema(enum=[*AGENT_TYPES, *AGENT_TYPE_ALIASES]),
+        "config": _OBJECT_OR_NULL,
+    },
+)
+
+EDGE_SCHEMA = Schema(
+    type=OpenAPIType.OBJECT,
+    required=["from_node", "to_node", "message_type"],
+    properties={"message_type": Schema(type=OpenAPIType.STRING, min_length=1)},
+)
+
+MANIFEST_SCHEMA = Schema(
+    title="Manifest",
+    description="A raw manifest (SPEC §5); unknown keys are ignored.",
+    type=OpenAPIType.OBJECT,
+    required=["manifest_version", "graph_id", "nodes"],
+    properties={
+        "manifest_version": Schema(schema_not=Schema(type=OpenAPIType.NULL)),
+        "graph_id": Schema(type=OpenAPIType.STRING, pattern=r"^[A-Za-z0-9_.\-]{1,128}$"),
+        "job_name": Schema(type=[OpenAPIType.STRING, OpenAPIType.NULL]),
+        "daemon": Schema(type=OpenAPIType.BOOLEAN),
+        "nodes": Schema(type=OpenAPIType.ARRAY, min_items=1, max_items=MAX_NODES, items=GRAPH_NODE_SCHEMA),
+        "edges": Schema(type=[OpenAPIType.ARRAY, OpenAPIType.NULL], max_items=MAX_EDGES, items=EDGE_SCHEMA),
+        "initial_inputs": Schema(type=[OpenAPIType.OBJECT, OpenAPIType.ARRAY, OpenAPIType.NULL]),
+        "policies": Schema(
+            type=[OpenAPIType.OBJECT, OpenAPIType.NULL],
+            properties={
+                "recovery_mode": Schema(enum=[*RECOVERY_MODES, None]),
+                "max_agent_restart_attempts": Schema(type=[OpenAPIType.INTEGER, OpenAPIType.NULL], minimum=0),
+            },
+        ),
+    },
+    # A body with `bundle_id` is a bundle submission; `_bundle_path` is refused (SPEC §2.7 step 3).
+    schema_not=Schema(any_of=[Schema(required=["bundle_id"]), Schema(required=["_bundle_path"])]),
+)
+
+BUNDLE_SUBMISSION_SCHEMA = Schema(
+    title="BundleSubmission",
+    description="Submit the current version of a registered bundle (SPEC §2.7 (b)).",
+    type=OpenAPIType.OBJECT,
+    required=["bundle_id"],
+    properties={
+        "bundle_id": Schema(type=OpenAPIType.STRING, min_length=1),
+        "initial_inputs": Schema(type=[OpenAPIType.OBJECT, OpenAPIType.ARRAY, OpenAPIType.NULL]),
+    },
+    additional_properties=False,
+)
+
+SUBMISSION_SCHEMA = Schema(one_of=[MANIFEST_SCHEMA, BUNDLE_SUBMISSION_SCHEMA])
+
+EXTERNAL_MESSAGE_SCHEMA = Schema(
+    title="ExternalMessage",
+    description="An external message for one agent (SPEC §2.13); an empty body counts as {}.",
+    type=OpenAPIType.OBJECT,
+    required=["agent_id"],
+    properties={
+        "agent_id": Schema(type=OpenAPIType.STRING, min_length=1),
+        "message": Schema(
+            type=OpenAPIType.OBJECT,
+            description="Spec form (with `envelope`) or legacy form (SPEC §6.2).",
+            # The encoding is read from the envelope in spec form, from the top level otherwise.
+            schema_if=Schema(required=["envelope"]),
+            then=Schema(properties={"envelope": Schema(properties={"content_encoding": _ENCODING})}),
+            schema_else=Schema(properties={"content_encoding": _ENCODING}),
+        ),
+    },
+)
+
+# Query and header rules of params.py, as patterns (Appendix B.10: ASCII digits only).
+DIGITS_PATTERN = r"^[0-9]+$"
+LIMIT_PATTERN = r"^0*([1-9][0-9]{0,2}|1000)$"
+_STATUS = "(" + "|".join(ALL_STATUSES) + ")"
+STATUS_PATTERN = f"^{_STATUS}(,{_STATUS})*$"
+STATUS_LIST: dict[str, Any] = {
+    "one_of": None,
+    "type": OpenAPIType.ARRAY,
+    "items": Schema(type=OpenAPIType.STRING, pattern=STATUS_PATTERN),
+}
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+
+
+def text_parameter(pattern: str | None = None) -> dict[str, Any]:
+    """`schema_extra` documenting an optional text parameter (no null: a parameter is absent or text)."""
+    extra: dict[str, Any] = {"one_of": None, "type": OpenAPIType.STRING}
+    if pattern is not None:
+        extra["pattern"] = pattern
+    return extra
+
+
+STREAM_MEDIA_TYPES = ("application/x-ndjson", "text/event-stream")
+
+
+def operation_class(
+    *, body: Schema | None = None, required: bool = False, streams: bool = False
+) -> type[Operation]:
+    """An Operation that also documents a body the handler reads itself, and NDJSON/SSE answers of its 200."""
+
+    @dataclass
+    class Documented(Operation):
+        def __post_init__(self) -> None:
+            if body is not None:
+                content = {"application/json": OpenAPIMediaType(schema=body)}
+                self.request_body = RequestBody(content=content, required=required)
+            ok = (self.responses or {}).get("200")
+            if streams and isinstance(ok, OpenAPIResponse) and ok.content is not None:
+                for media_type in STREAM_MEDIA_TYPES:
+                    ok.content[media_type] = OpenAPIMediaType(schema=_STRING)
+
+    return Documented
+
+
+# ------------------------------------------------------------------ authentication
+
+BEARER_SCHEME = "bearer"
+BEARER: list[SecurityRequirement] = [{BEARER_SCHEME: []}]
+NO_AUTHENTICATION: list[SecurityRequirement] = [{}]
+
+
+def security_components(token_required: bool) -> tuple[Components, list[SecurityRequirement] | None]:
+    """The bearer scheme and, when a token is configured, the document-wide requirement (SPEC §2.1)."""
+    scheme = SecurityScheme(type="http", scheme="bearer", description="MIRROR_NEURON_API_TOKEN")
+    components = Components(security_schemes={BEARER_SCHEME: scheme})
+    return components, (BEARER if token_required else None)

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from app.http.context import ApiDep
-from app.http.schemas import Health, NodeList, SystemSummary, Unready, responses
+from app.http.schemas import NO_AUTHENTICATION, Health, NodeList, SystemSummary, Unready, responses
 from app.store import read_model
 from app.store.database import Database
 from app.store.migrate import current_revision, head_revision
@@ -65,6 +65,7 @@ class SystemController(Controller):
     @get(
         "/health",
         operation_id="getHealth",
+        security=NO_AUTHENTICATION,
         responses=responses({200: (Health, "The process serves HTTP")}, authenticated=False),
     )
     async def health(self) -> dict[str, str]:
