@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from typing import Any
@@ -11,6 +12,9 @@ from litestar import Request
 from app.http.errors import ApiError
 
 MAX_JSON_DEPTH = 512
+# Bodies above this size are parsed in a worker thread: a 10 MiB document takes seconds to parse
+# and check, and the event loop also runs the node's heartbeats and job runners.
+PARSE_IN_THREAD_BYTES = 64 * 1024
 _JSON_WHITESPACE = b" \t\r\n"
 NUL_MESSAGE = "invalid JSON: NUL characters (\\u0000) are not supported"
 DEPTH_MESSAGE = f"invalid JSON: nesting deeper than {MAX_JSON_DEPTH} levels"
@@ -115,7 +119,9 @@ async def json_object_body(request: Request[Any, Any, Any], limit: int) -> dict[
     if is_blank(body):
         return None
     check_content_type(request)
-    value = parse_json(body)
+    value = (
+        await asyncio.to_thread(parse_json, body) if len(body) > PARSE_IN_THREAD_BYTES else parse_json(body)
+    )
     if not isinstance(value, dict):
         raise ApiError(400, NOT_AN_OBJECT)
     return value

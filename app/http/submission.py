@@ -110,7 +110,11 @@ async def submit(api: Api, body: dict[str, Any], idempotency_key: str | None) ->
             if earlier.request_sha256 != digest:
                 raise key_conflict(key)
             return Submitted(earlier.job_id, earlier.status, replayed=True)
-    request = await bundle_request(api, body) if "bundle_id" in body else raw_manifest_request(body)
+    if "bundle_id" in body:
+        request = await bundle_request(api, body)
+    else:
+        # Validation is linear in the manifest's size (up to 10 MiB): keep it off the event loop.
+        request = await asyncio.to_thread(raw_manifest_request, body)
     try:
         return await api.service.submit(
             manifest=request.manifest, bundle=request.bundle, idempotency_key=key, request_sha256=digest
