@@ -38,14 +38,45 @@ def _sqlite_engine(url: str, *, begin: str, pool_size: int) -> AsyncEngine:
     return engine
 
 
-def is_unavailable(exc: BaseException) -> bool:
-    """True when an exception means the database is unreachable or not writable."""
+# PostgreSQL SQLSTATEs (by prefix) that mean "unreachable or not writable": connection exceptions,
+# insufficient resources (disk full, out of memory, too many connections), operator intervention
+# (shutdown, restart, database dropped; not 57014, a cancelled statement), a read-only
+# transaction (a standby) and system errors (I/O).
+UNAVAILABLE_SQLSTATES = ("08", "53", "57P", "25006", "58")
+_UNAVAILABLE_DRIVER_ERRORS = {
+    "CannotConnectNowError",
+    "ConnectionDoesNotExistError",
+    "TooManyConnectionsError",
+}
+
+
+def _driver_errors(exc: BaseException) -> list[BaseException]:
+    """The exception, the driver error it wraps (`orig`) and their explicit causes."""
+    found: list[BaseException] = []
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        item = pending.pop()
+        if item is None or any(item is seen for seen in found):
+            continue
+        found.append(item)
+        pending += [getattr(item, "orig", None), item.__cause__]
+    return found
+
+
+def _means_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, DatabaseUnavailable | OperationalError | InterfaceError | ConnectionError | OSError):
         return True
-    if isinstance(exc, DBAPIError):
-        return bool(exc.connection_invalidated)
-    name = type(exc).__name__
-    return name in {"CannotConnectNowError", "ConnectionDoesNotExistError", "TooManyConnectionsError"}
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if type(exc).__name__ in _UNAVAILABLE_DRIVER_ERRORS:  # asyncpg errors raised outside SQLAlchemy
+        return True
+    sqlstate = getattr(exc, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATES)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when an exception means the database is unreachable or not writable."""
+    return any(_means_unavailable(item) for item in _driver_errors(exc))
 
 
 class Database:
