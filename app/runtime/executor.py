@@ -240,7 +240,25 @@ def _prepare(req: AttemptRequest, staging: str, workdir: str) -> ProcessContext:
     _write_files(req, ctx)
     if not os.path.isdir(workdir):
         raise AttemptError(f"workdir does not exist: {workdir}")
+    _check_workdir_confined(req, staging, workdir)
     return ctx
+
+
+def _inside(path: str, root: str) -> bool:
+    """Tell whether a resolved path is `root` or below it."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _check_workdir_confined(req: AttemptRequest, staging: str, workdir: str) -> None:
+    """A workdir mapped into the staging directory (relative, or under the sandbox path) must resolve
+    inside it: neither `..` nor an uploaded symlink may lead out. An absolute workdir outside the
+    sandbox path is used as given (§7.5.3), so it is the only way to run elsewhere."""
+    if workdir == req.settings.workdir:
+        return
+    if not _inside(os.path.realpath(workdir), os.path.realpath(staging)):
+        raise AttemptError(
+            f"workdir {req.settings.workdir} for node {req.agent_id} must stay inside the staging directory"
+        )
 
 
 def _copy_upload(upload: Upload, req: AttemptRequest, staging: str) -> None:
@@ -265,7 +283,7 @@ def _upload_source(source: str, payloads_dir: str | None, agent_id: str) -> str:
         raise outside
     root = os.path.realpath(payloads_dir)
     resolved = os.path.realpath(os.path.join(root, source))
-    if resolved != root and not resolved.startswith(root.rstrip(os.sep) + os.sep):
+    if not _inside(resolved, root):
         raise outside
     if not os.path.exists(resolved):
         raise AttemptError(f"upload source does not exist: {resolved}")
