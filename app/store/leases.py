@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -51,6 +52,41 @@ async def check_fence(conn: AsyncConnection, job_id: str, fence: Fence, now_ms: 
         query = query.with_for_update(read=True)
     if (await conn.execute(query)).first() is None:
         raise LeaseLost(job_id)
+
+
+async def lease_rows(conn: AsyncConnection, job_ids: list[str]) -> dict[str, Any]:
+    """The lease rows of several jobs, read FOR SHARE on Postgres (see `check_fence`), in job_id order."""
+    wanted = sorted(set(job_ids))
+    found: dict[str, Any] = {}
+    for start in range(0, len(wanted), 500):
+        query = (
+            select(job_leases)
+            .where(job_leases.c.job_id.in_(wanted[start : start + 500]))
+            .order_by(job_leases.c.job_id)
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(read=True)
+        found.update((r.job_id, r) for r in await conn.execute(query))
+    return found
+
+
+def check_fence_row(row: Any, job_id: str, fence: Fence, now_ms: int) -> None:
+    """`check_fence` against a lease row read by `lease_rows` in the same transaction."""
+    if (
+        row is None
+        or row.incarnation != fence.incarnation
+        or row.token != fence.token
+        or row.released
+        or row.expires_at_ms <= now_ms
+    ):
+        raise LeaseLost(job_id)
+
+
+async def drop_jobs(conn: AsyncConnection, job_ids: list[str]) -> None:
+    """`drop_job` for several jobs."""
+    if job_ids:
+        await conn.execute(delete(job_leases).where(job_leases.c.job_id.in_(job_ids)))
+        await conn.execute(delete(executor_leases).where(executor_leases.c.job_id.in_(job_ids)))
 
 
 async def claim(

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import Row, and_, insert, select, update
+from sqlalchemy import Row, and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Select
 
@@ -87,6 +87,79 @@ async def load_agents(conn: AsyncConnection, job_id: str, agent_ids: Iterable[st
         )
         result.update({r.agent_id: row_to_agent(r) for r in rows})
     return result
+
+
+async def load_jobs(conn: AsyncConnection, job_ids: Iterable[str], *, lock: bool) -> dict[str, JobView]:
+    """Load several job rows in one query; with `lock`, hold their row locks (Postgres), taken in job_id order."""
+    wanted = sorted(set(job_ids))
+    found: dict[str, JobView] = {}
+    for start in range(0, len(wanted), 500):
+        query = select(jobs).where(jobs.c.job_id.in_(wanted[start : start + 500])).order_by(jobs.c.job_id)
+        if lock and conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        found.update((r.job_id, row_to_job(r)) for r in await conn.execute(query))
+    return found
+
+
+async def load_agents_of(conn: AsyncConnection, wanted: dict[str, set[str]]) -> dict[str, dict[str, AgentView]]:
+    """Load the named agent rows of several jobs in one query: job_id → agent_id → AgentView."""
+    job_ids = sorted(j for j, ids in wanted.items() if ids)
+    agent_ids = sorted({a for j in job_ids for a in wanted[j]})
+    result: dict[str, dict[str, AgentView]] = {}
+    if not job_ids or len(job_ids) > 500 or len(agent_ids) > 500:
+        for job_id in job_ids:
+            result[job_id] = await load_agents(conn, job_id, wanted[job_id])
+        return result
+    rows = await conn.execute(
+        select(agents).where(and_(agents.c.job_id.in_(job_ids), agents.c.agent_id.in_(agent_ids)))
+    )
+    for r in rows:
+        if r.agent_id in wanted[r.job_id]:
+            result.setdefault(r.job_id, {})[r.agent_id] = row_to_agent(r)
+    return result
+
+
+_UPDATE_JOB = (
+    update(jobs)
+    .where(jobs.c.job_id == bindparam("b_job_id"))
+    .values({f: bindparam(f) for f in _JOB_FIELDS if f != "job_id"})
+)
+_UPDATE_AGENT = (
+    update(agents)
+    .where(and_(agents.c.job_id == bindparam("b_job_id"), agents.c.agent_id == bindparam("b_agent_id")))
+    .values({f: bindparam(f) for f in _AGENT_FIELDS if f not in ("job_id", "agent_id")})
+)
+
+
+async def save_many(conn: AsyncConnection, changes: list[tuple[JobProjection | None, JobProjection]]) -> None:
+    """`save` for several jobs at once: one INSERT per table for new jobs, one UPDATE each (executemany)."""
+    new_jobs: list[dict[str, Any]] = []
+    new_agents: list[dict[str, Any]] = []
+    job_updates: list[dict[str, Any]] = []
+    agent_updates: list[dict[str, Any]] = []
+    for before, after in changes:
+        if before is None:
+            new_jobs.append(job_to_row(after.job))
+            new_agents.extend(agent_to_row(a) for a in after.agents.values())
+            continue
+        row = job_to_row(after.job)
+        row["b_job_id"] = row.pop("job_id")
+        job_updates.append(row)
+        for agent_id, agent in after.agents.items():
+            if before.agents.get(agent_id) is agent:
+                continue
+            values = agent_to_row(agent)
+            values["b_job_id"] = values.pop("job_id")
+            values["b_agent_id"] = values.pop("agent_id")
+            agent_updates.append(values)
+    if new_jobs:
+        await conn.execute(insert(jobs), new_jobs)
+    for start in range(0, len(new_agents), 1000):
+        await conn.execute(insert(agents), new_agents[start : start + 1000])
+    if job_updates:
+        await conn.execute(_UPDATE_JOB, job_updates)
+    if agent_updates:
+        await conn.execute(_UPDATE_AGENT, agent_updates)
 
 
 async def save(conn: AsyncConnection, before: JobProjection | None, after: JobProjection) -> None:
