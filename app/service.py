@@ -37,6 +37,7 @@ from app.domain.job import (
     CommitStep,
     DeliverExternal,
     FailStep,
+    FinishRecovery,
     RecordAgentEvents,
     Rejected,
     SubmitJob,
@@ -92,6 +93,8 @@ def _command_agents(command: Command) -> set[str]:
     match command:
         case DeliverExternal() | RecordAgentEvents() | CommitStep() | FailStep():
             return {command.agent_id}
+        case FinishRecovery():
+            return set(command.agent_ids)
     return set()
 
 
@@ -355,7 +358,7 @@ class Service:
                 # Of two concurrent requests with one key, the unique index lets one insert;
                 # the other conflicts, loops, and finds the winner above.
                 outcome = await self.execute(job_id, SubmitJob(payload))
-            except Rejected:  # the generated id exists already: generate another
+            except (Rejected, ConcurrencyConflict):  # the key or the generated id is taken: look again
                 continue
             assert outcome.projection is not None
             return Submitted(job_id, outcome.projection.job.status, replayed=False)
@@ -482,7 +485,10 @@ class Service:
             if include_live:
                 with contextlib.suppress(Rejected):  # already terminal, or gone meanwhile
                     await self.execute(job_id, CancelJob(CANCELLED_BY_CLEANUP))
-            if await self._delete_job(job_id, include_live, cutoff, older_than, node):
+            # With `all`, the age was judged when the candidates were chosen: the cancel just
+            # appended moved updated_at to now and must not save the job from deletion.
+            recheck = None if include_live else cutoff
+            if await self._delete_job(job_id, include_live, recheck, older_than, node):
                 deleted.append(job_id)
         return sorted(deleted)
 
@@ -541,7 +547,7 @@ class NodeRegistry:
         await self._with_event(lambda conn: nodes_store.upsert(conn, row), ev.NODE_REGISTERED, payload)
 
     async def stopped(self, name: str, incarnation: str) -> None:
-        """Mark the node stopped and append `node_stopped`."""
+        """Mark the node stopped and append `node_stopped` (not if a newer incarnation owns the name)."""
         now = self.service.clock()
         payload = {"node": name, "incarnation": incarnation}
         await self._with_event(
@@ -583,7 +589,8 @@ class NodeRegistry:
         for _ in range(MAX_ATTEMPTS):
             try:
                 async with self.service.db.write() as conn:
-                    await write(conn)
+                    if await write(conn) is False:
+                        return  # the row belongs to another incarnation: nothing of ours to record
                     await self.service._append_other(conn, ev.SYSTEM_STREAM, [NewEvent(type_, payload)])
                 return
             except ConcurrencyConflict:

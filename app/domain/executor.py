@@ -461,13 +461,21 @@ def parse_structured_stdout(stdout: str, truncated: bool) -> dict[str, Any] | No
     if truncated:
         return None
     try:
-        parsed = json.loads(stdout.strip(), parse_constant=_reject_constant)
+        parsed = json.loads(stdout.strip(), parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError):
         return None
     if not isinstance(parsed, dict) or not any(key in parsed for key in STRUCTURED_KEYS):
         return None
     cleaned: dict[str, Any] = _without_nul(parsed)
     return cleaned
+
+
+def _finite_float(text: str) -> float:
+    """Parse a JSON number, refusing ones beyond float range (1e400 would become inf)."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number out of range: {text}")
+    return value
 
 
 def _reject_constant(name: str) -> Any:

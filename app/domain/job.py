@@ -140,20 +140,11 @@ class StartRecovery:
 
 
 @dataclass(frozen=True)
-class RecoveredAgent:
-    """One agent rebuilt by a recovery."""
-
-    agent_id: str
-    mailbox_depth: int
-    inflight_message_id: str | None
-
-
-@dataclass(frozen=True)
 class FinishRecovery:
-    """The agents were rebuilt (SPEC §8.2 step 4)."""
+    """The agents (graph-node order) were rebuilt (SPEC §8.2 step 4)."""
 
     attempt: int
-    agents: tuple[RecoveredAgent, ...]
+    agent_ids: tuple[str, ...]
     manual: bool
 
 
@@ -386,20 +377,17 @@ def _start_recovery(state: JobProjection, cmd: StartRecovery) -> Decision:
     return Decision((NewEvent(ev.JOB_RECOVERY_STARTED, payload),))
 
 
+def _recovered(agent: AgentView, attempt: int) -> NewEvent:
+    # Counted from the locked projection, not from the recovering node's earlier read, so that a
+    # message delivered meanwhile is included (Appendix B.15: the in-flight message counts too).
+    depth = agent.mailbox_depth + (1 if agent.inflight_message_id is not None else 0)
+    payload = {"attempt": attempt, "mailbox_depth": depth, "inflight_message_id": agent.inflight_message_id}
+    return NewEvent(ev.AGENT_RECOVERED, payload, agent.agent_id)
+
+
 def _finish_recovery(state: JobProjection, cmd: FinishRecovery) -> Decision:
     _require(state, ("running", "paused"))
-    recovered = tuple(
-        NewEvent(
-            ev.AGENT_RECOVERED,
-            {
-                "attempt": cmd.attempt,
-                "mailbox_depth": a.mailbox_depth,
-                "inflight_message_id": a.inflight_message_id,
-            },
-            a.agent_id,
-        )
-        for a in cmd.agents
-    )
+    recovered = tuple(_recovered(_agent(state, agent_id), cmd.attempt) for agent_id in cmd.agent_ids)
     pause: tuple[NewEvent, ...] = ()
     if cmd.manual and state.job.status == "running":
         pause = (NewEvent(ev.JOB_PAUSED, {"reason": AWAITING_MANUAL_RECOVERY}),)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import sys
 import threading
 from pathlib import Path
 from typing import Any
+
+from app.domain.canonical import canonical_json
 
 _IMPORT_LOCK = threading.Lock()
 
@@ -66,8 +67,8 @@ def snapshot(instance: Any, state: Any, agent_id: str) -> Any:
     """The JSON value persisted for a module agent's state."""
     value = instance.snapshot(state) if callable(getattr(instance, "snapshot", None)) else state
     try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
+        canonical_json(value)  # exactly what the event store will have to write
+    except (TypeError, ValueError, RecursionError):
         raise ModuleAgentError(f"agent {agent_id} returned a state that is not JSON-serialisable") from None
     return value
 

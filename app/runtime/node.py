@@ -23,7 +23,6 @@ from app.domain.job import (
     FailBootstrap,
     FailJob,
     FinishRecovery,
-    RecoveredAgent,
     Rejected,
     StartJob,
     StartRecovery,
@@ -109,6 +108,8 @@ class Node:
         self._last_renewal = 0
         self._bundle_checks: dict[str, int] = {}
         self._stopped = False
+        self._done_waiters: set[asyncio.Future[Any]] = set()
+        self._starting: set[str] = set()  # jobs between taking their lease and having a runner
         service.subscribe(self._on_commit)
 
     @property
@@ -156,6 +157,8 @@ class Node:
         if runners:
             await asyncio.wait([asyncio.create_task(r.done.wait()) for r in runners], timeout=10)
         try:
+            async with self.db.write() as conn:  # also leases of bootstraps cut short
+                await leases.release_all(conn, self.incarnation, self.service.clock())
             await self.registry.stopped(self.name, self.incarnation)
         except Exception as exc:
             log.warning("could not record node_stopped: %s", type(exc).__name__)
@@ -199,27 +202,32 @@ class Node:
 
     async def _heartbeat_loop(self) -> None:
         while True:
+            # A heartbeat that hangs (a dropped connection, a lock) must not stop the TTL check.
+            budget = max(self.ttl_ms - (self.service.clock() - self._last_renewal), 0) / 1000
             try:
-                await self._heartbeat()
+                await asyncio.wait_for(self._heartbeat(), timeout=max(budget, self.settings.heartbeat_seconds))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if not is_unavailable(exc):
+                if not is_unavailable(exc) and not isinstance(exc, TimeoutError):
                     log.exception("heartbeat failed")
-                # SPEC §8.5: unable to renew for longer than the TTL → stop every job.
-                if self.service.clock() - self._last_renewal > self.ttl_ms:
-                    self._stop_all(lease_lost=True)
+            # SPEC §8.5: unable to renew for longer than the TTL → stop every job.
+            if self.service.clock() - self._last_renewal > self.ttl_ms:
+                self._stop_all(lease_lost=True)
             await asyncio.sleep(self.settings.heartbeat_seconds)
 
     async def _heartbeat(self) -> None:
         now = self.service.clock()
+        owned = [*self.runners, *self._starting]
         async with self.db.write() as conn:
             mine = await heartbeat(conn, self.name, self.incarnation, now)
             if mine:
-                await leases.renew_all(conn, self.incarnation, now_ms=now, ttl_ms=self.ttl_ms)
+                await leases.renew_owned(conn, self.incarnation, owned, now_ms=now, ttl_ms=self.ttl_ms)
             held = await leases.held_tokens(conn, self.incarnation, now)
         if not mine:
-            log.error("node row %s belongs to another incarnation; stopping all jobs and exiting", self.name)
+            # Another incarnation took our name, or another node declared us lost (our leases
+            # have expired and our jobs are being recovered elsewhere): fence ourselves out.
+            log.error("node %s was replaced or declared lost; stopping all jobs and exiting", self.name)
             self._stop_all(lease_lost=True)
             self.fenced_out.set()
             return
@@ -294,9 +302,14 @@ class Node:
                     .order_by(jobs.c.submitted_at, jobs.c.job_id).limit(500)
                 )
             ]
-        for job_id in pending:
-            with contextlib.suppress(Rejected):  # another node admitted it first (or it was cancelled)
-                await self.service.execute(job_id, AdmitJob(self.name))
+        # Concurrently, so that the service commits them together (group commit).
+        admitted = await asyncio.gather(
+            *(self.service.execute(job_id, AdmitJob(self.name)) for job_id in pending), return_exceptions=True
+        )
+        for result in admitted:
+            # Rejected: another node admitted it first (or it was cancelled).
+            if isinstance(result, BaseException) and not isinstance(result, Rejected):
+                raise result
         if pending:
             self._wake.set()
 
@@ -306,33 +319,52 @@ class Node:
             return
         now = self.service.clock()
         async with self.db.read() as conn:
-            candidates = [
-                r.job_id
-                for r in await conn.execute(
-                    select(job_leases.c.job_id)
-                    .join(jobs, jobs.c.job_id == job_leases.c.job_id)
+            # Outer join: a running job whose lease row is gone altogether is recoverable too.
+            candidates = (
+                await conn.execute(
+                    select(jobs.c.job_id, jobs.c.node, job_leases.c.job_id.label("leased"))
+                    .select_from(jobs.outerjoin(job_leases, jobs.c.job_id == job_leases.c.job_id))
                     .where(
                         and_(
                             jobs.c.status.in_(RECOVERABLE),
-                            or_(job_leases.c.released.is_(True), job_leases.c.expires_at_ms <= now),
+                            or_(
+                                job_leases.c.job_id.is_(None),
+                                job_leases.c.released.is_(True),
+                                job_leases.c.expires_at_ms <= now,
+                            ),
                         )
                     )
                     .order_by(job_leases.c.expires_at_ms)
                     .limit(free)
                 )
-            ]
-        for job_id in candidates:
-            if job_id in self.runners:
+            ).all()
+        for row in candidates:
+            if row.job_id in self.runners:
                 # Our own lease lapsed (renewals failed): stop the local copy first; the job is
                 # recovered on a later tick, by us or by another node.
-                self.runners[job_id].stop(lease_lost=True)
+                self.runners[row.job_id].stop(lease_lost=True)
                 continue
-            async with self.db.write() as conn:
-                taken = await leases.take_over(
-                    conn, job_id, node=self.name, incarnation=self.incarnation, now_ms=self.service.clock(), ttl_ms=self.ttl_ms
+            if row.job_id in self._starting:
+                continue
+            self._starting.add(row.job_id)
+            try:
+                taken = await self._take_for_recovery(row.job_id, row.node, leased=row.leased is not None)
+                if taken is not None:
+                    await self._recover_job(row.job_id, taken)
+            finally:
+                self._starting.discard(row.job_id)
+
+    async def _take_for_recovery(self, job_id: str, last_node: str | None, *, leased: bool) -> TakenLease | None:
+        now = self.service.clock()
+        async with self.db.write() as conn:
+            if leased:
+                return await leases.take_over(
+                    conn, job_id, node=self.name, incarnation=self.incarnation, now_ms=now, ttl_ms=self.ttl_ms
                 )
-            if taken is not None:
-                await self._recover_job(job_id, taken)
+            fence = await leases.claim(
+                conn, job_id, node=self.name, incarnation=self.incarnation, now_ms=now, ttl_ms=self.ttl_ms
+            )
+        return None if fence is None else TakenLease(fence, last_node or "", released=False)
 
     async def _claim(self) -> None:
         free = self._free_slots()
@@ -352,12 +384,16 @@ class Node:
                 # Several nodes claim at once: each skips the rows another is claiming.
                 query = query.with_for_update(skip_locked=True)
             now = self.service.clock()
-            for row in (await conn.execute(query)).all():
-                fence = await self._claim_lease(conn, row.job_id, now)
-                if fence is not None:
-                    claimed.append((row.job_id, fence))
-        for job_id, fence in claimed:
-            await self._bootstrap(job_id, fence)
+            try:
+                for row in (await conn.execute(query)).all():
+                    fence = await self._claim_lease(conn, row.job_id, now)
+                    if fence is not None:
+                        claimed.append((row.job_id, fence))
+                        self._starting.add(row.job_id)  # the heartbeat keeps its lease alive
+            except BaseException:
+                self._starting.difference_update(job_id for job_id, _ in claimed)
+                raise
+        await asyncio.gather(*(self._bootstrap(job_id, fence) for job_id, fence in claimed))
 
     async def _claim_lease(self, conn: Any, job_id: str, now: int) -> Fence | None:
         fence = await leases.claim(conn, job_id, node=self.name, incarnation=self.incarnation, now_ms=now, ttl_ms=self.ttl_ms)
@@ -390,13 +426,17 @@ class Node:
         return instances
 
     def _initial_module_states(self, runner: JobRunner) -> None:
+        """`init` (or `restore` after recovery) every module agent; an error names its agent."""
         for agent_id, instance in runner.modules.items():
             agent = runner.job.agents[agent_id]
             context = runner.module_context(agent)
-            if agent.processed > 0 and isinstance(agent.state, dict):
-                runner.module_states[agent_id] = mod.restore(instance, agent.state.get("snapshot"), context)
-            else:
-                runner.module_states[agent_id] = instance.init(agent.config, context)
+            try:
+                if agent.processed > 0 and isinstance(agent.state, dict):
+                    runner.module_states[agent_id] = mod.restore(instance, agent.state.get("snapshot"), context)
+                else:
+                    runner.module_states[agent_id] = instance.init(agent.config, context)
+            except Exception as exc:
+                raise BootstrapError(agent_id, f"agent {agent_id} raised {type(exc).__name__}: {exc}") from None
 
     def _seeds(self, job: JobRuntime) -> tuple[dict[str, Any], ...]:
         timestamp = format_ms(self.service.clock())
@@ -413,8 +453,12 @@ class Node:
         try:
             await self._bootstrap_leased(job_id, fence)
         except Exception:
-            log.exception("bootstrap of %s failed; releasing its lease", job_id)
-            await self._give_up(job_id, fence)
+            # Whether or not StartJob committed, the lease must become claimable (queued job)
+            # or recoverable (running job) again: let it lapse rather than delete it.
+            log.exception("bootstrap of %s failed; letting its lease lapse", job_id)
+            await self._lapse(job_id, fence)
+        finally:
+            self._starting.discard(job_id)
 
     async def _bootstrap_leased(self, job_id: str, fence: Fence) -> None:
         try:
@@ -448,17 +492,37 @@ class Node:
             return
         self.runners[runner.job_id] = runner
         runner.start()
+        # A finished job frees a slot: schedule at once rather than at the next poll.
+        waiter = asyncio.ensure_future(runner.done.wait())
+        self._done_waiters.add(waiter)
+        waiter.add_done_callback(self._runner_done)
+
+    def _runner_done(self, waiter: asyncio.Future[Any]) -> None:
+        self._done_waiters.discard(waiter)
+        self._wake.set()
+
+    async def _lapse(self, job_id: str, fence: Fence) -> None:
+        try:
+            async with self.db.write() as conn:
+                await leases.expire(conn, job_id, fence, self.service.clock())
+        except Exception:  # the heartbeat lets it lapse anyway: it renews only running jobs
+            log.debug("could not expire the lease of %s", job_id, exc_info=True)
 
     async def _recover_job(self, job_id: str, taken: TakenLease) -> None:
         try:
             await self._recover_leased(job_id, taken)
         except Exception:
             log.exception("recovery of %s failed; letting its lease lapse", job_id)
-            try:
-                async with self.db.write() as conn:
-                    await leases.expire(conn, job_id, taken.fence, self.service.clock())
-            except Exception:
-                log.debug("could not expire the lease of %s", job_id, exc_info=True)
+            await self._lapse(job_id, taken.fence)
+
+    async def _catch_up(self, job: JobRuntime, recorded: list[Any]) -> None:
+        """Apply events just committed, reading first whatever other writers appended before them."""
+        fresh = [e for e in recorded if e.sequence > job.last_sequence]
+        if fresh and fresh[0].sequence != job.last_sequence + 1:
+            async with self.db.read() as conn:
+                fresh = await event_store.read_stream(conn, job.job_id, after=job.last_sequence)
+        for event in fresh:
+            job.apply(event)
 
     async def _recover_leased(self, job_id: str, taken: TakenLease) -> None:
         fence = taken.fence
@@ -466,9 +530,10 @@ class Node:
         try:
             job = await self._read_job(job_id)
             started = await self.service.execute(job_id, StartRecovery(self.name, taken.from_node, cause), fence)
-            for event in started.events:
-                job.apply(event)
-            if job.terminal or not started.events:
+            if not started.events:
+                return
+            await self._catch_up(job, started.events)
+            if job.terminal:
                 return
             try:
                 modules = self._build_agents(job)
@@ -477,12 +542,9 @@ class Node:
             except BootstrapError as exc:
                 await self.service.execute(job_id, FailJob(exc.agent_id, exc.message), fence)
                 return
-            recovered = tuple(
-                RecoveredAgent(a.agent_id, len(a.queue), a.inflight_message_id) for a in job.agents.values()
-            )
             manual = job.manifest["policies"].get("recovery_mode") == "manual_recover"
             outcome = await self.service.execute(
-                job_id, FinishRecovery(job.recovery_count, recovered, manual), fence
+                job_id, FinishRecovery(job.recovery_count, tuple(job.agents), manual), fence
             )
         except (Rejected, leases.LeaseLost):
             return

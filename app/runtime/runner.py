@@ -156,7 +156,17 @@ class JobRunner:
             self.changed.notify_all()
 
     async def _execute(self, command: Any) -> None:
-        outcome = await self.ctx.service.execute(self.job_id, command, self.fence)
+        """Commit a command; while the database is unreachable, retry until the lease would lapse."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ctx.settings.lease_ttl_seconds
+        while True:
+            try:
+                outcome = await self.ctx.service.execute(self.job_id, command, self.fence)
+                break
+            except Exception as exc:
+                if not is_unavailable(exc) or loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(0.5)
         await self.absorb(outcome.events)
 
     async def _record(self, agent_id: str, *events: NewEvent) -> None:
@@ -184,18 +194,28 @@ class JobRunner:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if not is_unavailable(exc):
-                    log.exception("step of %s/%s failed unexpectedly", self.job_id, agent.agent_id)
-                await asyncio.sleep(1.0)
-                await self._safe_sync()
+                if is_unavailable(exc):
+                    # The database stayed away longer than the lease (see _execute): another node,
+                    # or this one, recovers the job from its events once it is back (SPEC §8.5).
+                    self.stop(lease_lost=True)
+                    return
+                await self._fail_unexpected(agent, exc)
             if (self.job.last_sequence, agent.processed) == before:
                 await asyncio.sleep(self.ctx.settings.poll_interval_ms / 1000)
 
-    async def _safe_sync(self) -> None:
+    async def _fail_unexpected(self, agent: AgentRuntime, exc: Exception) -> None:
+        """An exception while handling a message fails the job (SPEC §7.1); it is never retried."""
+        log.warning("step of %s/%s raised %s", self.job_id, agent.agent_id, type(exc).__name__, exc_info=exc)
+        error = f"agent {agent.agent_id} raised {type(exc).__name__}: {exc}"
         try:
+            await self._fail(agent.agent_id, error, {"error": error})
+        except LeaseLost:
+            self.stop(lease_lost=True)
+        except Rejected:
             await self.sync()
         except Exception:
-            log.debug("sync of %s failed", self.job_id, exc_info=True)
+            log.exception("could not record the failure of %s; letting its lease lapse", self.job_id)
+            self.stop(lease_lost=True)
 
     async def _step(self, agent: AgentRuntime, message: dict[str, Any], expected: int) -> None:
         if agent.agent_type == "executor":

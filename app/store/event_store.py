@@ -12,8 +12,8 @@ from sqlalchemy import Row, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.domain.canonical import canonical_json, event_hash, format_ms, parse_ms
 from app.domain import upcasting
+from app.domain.canonical import canonical_json, event_hash, format_ms, parse_ms
 from app.domain.events import Event, NewEvent
 from app.store.tables import event_positions, events
 

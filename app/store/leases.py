@@ -204,3 +204,41 @@ async def drop_job(conn: AsyncConnection, job_id: str) -> None:
     """Remove every operational row of a job (terminal event or cleanup)."""
     await conn.execute(delete(job_leases).where(job_leases.c.job_id == job_id))
     await conn.execute(delete(executor_leases).where(executor_leases.c.job_id == job_id))
+
+
+async def renew_owned(
+    conn: AsyncConnection, incarnation: str, job_ids: list[str], *, now_ms: int, ttl_ms: int
+) -> None:
+    """Extend the leases of the jobs this incarnation is running; let every other lease of it lapse.
+
+    A lease whose job has no runner here (a bootstrap or recovery that failed half-way) must not
+    be kept alive by the heartbeat, or the job would never be claimed or recovered again.
+    """
+    mine = and_(
+        job_leases.c.incarnation == incarnation,
+        job_leases.c.released.is_(False),
+        job_leases.c.expires_at_ms > now_ms,
+    )
+    owned = sorted(set(job_ids))
+    for start in range(0, len(owned), 500):
+        chunk = owned[start : start + 500]
+        await conn.execute(
+            update(job_leases).where(and_(mine, job_leases.c.job_id.in_(chunk))).values(expires_at_ms=now_ms + ttl_ms)
+        )
+    orphaned = (await conn.execute(select(job_leases.c.job_id).where(mine))).scalars().all()
+    stale = sorted(set(orphaned) - set(owned))
+    for start in range(0, len(stale), 500):
+        await conn.execute(
+            update(job_leases)
+            .where(and_(mine, job_leases.c.job_id.in_(stale[start : start + 500])))
+            .values(expires_at_ms=now_ms)
+        )
+
+
+async def release_all(conn: AsyncConnection, incarnation: str, now_ms: int) -> None:
+    """Graceful shutdown: mark every lease of this incarnation released (SPEC §10.4)."""
+    await conn.execute(
+        update(job_leases)
+        .where(and_(job_leases.c.incarnation == incarnation, job_leases.c.released.is_(False)))
+        .values(released=True, expires_at_ms=now_ms)
+    )

@@ -47,11 +47,14 @@ async def upsert(conn: AsyncConnection, row: NodeRow) -> None:
 
 
 async def heartbeat(conn: AsyncConnection, name: str, incarnation: str, now_ms: int) -> bool:
-    """Record a heartbeat; False when the row now belongs to another incarnation."""
+    """Record a heartbeat; False when the row belongs to another incarnation or was marked lost.
+
+    A node declared lost stays lost: exactly one `node_lost` per incarnation (SPEC §10.2).
+    """
     result = await conn.execute(
         update(nodes)
-        .where(and_(nodes.c.name == name, nodes.c.incarnation == incarnation))
-        .values(last_heartbeat_ms=now_ms, status="alive")
+        .where(and_(nodes.c.name == name, nodes.c.incarnation == incarnation, nodes.c.status == "alive"))
+        .values(last_heartbeat_ms=now_ms)
     )
     return bool(result.rowcount)
 
@@ -97,7 +100,11 @@ async def mark_stopped(conn: AsyncConnection, name: str, incarnation: str, now_m
         .where(and_(nodes.c.name == name, nodes.c.incarnation == incarnation))
         .values(status="stopped", status_changed_ms=now_ms)
     )
-    await conn.execute(delete(executor_leases).where(executor_leases.c.node == name))
+    await conn.execute(
+        delete(executor_leases).where(
+            and_(executor_leases.c.node == name, executor_leases.c.incarnation == incarnation)
+        )
+    )
     return bool(result.rowcount)
 
 

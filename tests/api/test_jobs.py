@@ -519,3 +519,14 @@ async def test_cleanup_frees_the_idempotency_key(client: httpx.AsyncClient) -> N
     second = await client.post(f"{BASE}/jobs", json=lifecycle_manifest(), headers=key)
     assert second.status_code == 201
     assert second.json()["job_id"] != first
+
+
+async def test_cleanup_all_with_older_than_deletes_the_live_jobs_it_cancels(
+    client: httpx.AsyncClient, db: Database, service: Service
+) -> None:
+    """The cancel that `all` appends first must not make the job look too young to delete."""
+    job_id = await submit(client, lifecycle_manifest())
+    await run(db, service, job_id)
+    response = await client.post(f"{BASE}/jobs/cleanup?all=true&older_than=0")
+    assert response.json() == {"deleted_count": 1, "deleted_jobs": [job_id]}
+    assert (await client.get(f"{BASE}/jobs/{job_id}")).status_code == 404

@@ -284,3 +284,15 @@ async def test_bundle_submission_errors(
         "errors": [f"upload source does not exist: {missing}"],
     }
     assert await event_count(db) == before
+
+
+async def test_concurrent_submits_with_one_key_create_one_job(client: httpx.AsyncClient, db: Database) -> None:
+    import asyncio
+
+    key = {"Idempotency-Key": "same-key"}
+    answers = await asyncio.gather(
+        *(client.post(f"{BASE}/jobs", json=lifecycle_manifest(), headers=key) for _ in range(8))
+    )
+    assert sorted(a.status_code for a in answers) == [200] * 7 + [201], [a.text for a in answers]
+    assert len({a.json()["job_id"] for a in answers}) == 1
+    assert await event_count(db) == 1

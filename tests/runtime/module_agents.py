@@ -36,3 +36,13 @@ class AsyncEcho(Broken):
 class NotAgent:
     def init(self, config: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         return {}
+
+
+class InitFails(Broken):
+    def init(self, config: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+        raise KeyError("api_key")
+
+
+class EmitsASet(Broken):
+    def handle(self, state: Any, message: dict[str, Any], context: dict[str, Any]) -> Any:
+        return state, [{"action": "emit_to", "to": "m", "type": "x", "body": {1, 2}}]

@@ -106,6 +106,8 @@ M = "tests.runtime.module_agents"
         ({"module": f"{M}:Nope"}, f"module agent {M}:Nope is not available", True),
         ({"module": f"{M}.NotAgent"}, f'invalid module agent "{M}.NotAgent"', True),
         ({"module": f"{M}:Broken", "module_source": "x"}, "module_source requires payloads path in runtime context", True),
+        ({"module": f"{M}:InitFails"}, "agent m raised KeyError: 'api_key'", True),
+        ({"module": f"{M}:EmitsASet"}, "agent m raised TypeError: Object of type set is not JSON serializable", False),
     ],
 )
 async def test_module_agent_failures(harness: Harness, config: dict[str, Any], error: str, bootstrap: bool) -> None:
@@ -126,3 +128,18 @@ async def test_async_module_handle_from_the_server_path(harness: Harness) -> Non
     job_id = await harness.submit(_raw({"module": f"{M}:AsyncEcho"}))
     details = await harness.wait_status(job_id)
     assert details["job"]["result"] == {"agent_id": "m", "output": {"echo": {"x": 1}, "node": "node-a"}}
+
+
+async def test_executor_stdout_with_an_out_of_range_number_is_plain_data(harness: Harness) -> None:
+    """`1e400` would become an infinity that no event can hold: the stdout is not structured."""
+    manifest = {
+        "manifest_version": "1", "graph_id": "inf_stdout", "entrypoints": ["e"],
+        "nodes": [{"node_id": "e", "agent_type": "executor",
+                   "config": {"command": "echo '{\"next_state\": {\"x\": 1e400}}'", "complete_job": True}}],
+    }
+    job_id = await harness.submit(manifest)
+    details = await harness.wait_status(job_id)
+    assert details["job"]["status"] == "completed", details["job"]["result"]
+    assert details["job"]["result"]["output"]["sandbox"]["stdout"].strip() == '{"next_state": {"x": 1e400}}'
+    types = [e["type"] for e in await harness.events(job_id)]
+    assert types.count("agent_message_received") == 1

@@ -35,7 +35,6 @@ from app.domain.job import (
     FinishRecovery,
     PauseJob,
     RecordAgentEvents,
-    RecoveredAgent,
     Rejected,
     ResumeJob,
     StartJob,
@@ -137,11 +136,7 @@ class Walk:
             case "recover":
                 return StartRecovery(f"n{b + 2}", "n1", "lease_expired" if b % 2 == 0 else "node_shutdown")
             case "finish_recovery":
-                recovered = tuple(
-                    RecoveredAgent(r.agent_id, len(r.queue), r.inflight_message_id)
-                    for r in job.agents.values()
-                )
-                return FinishRecovery(job.recovery_count, recovered, manual=b == 0)
+                return FinishRecovery(job.recovery_count, tuple(job.agents), manual=b == 0)
             case "fail_job":
                 return FailJob(ev.JOB_COORDINATOR if b % 2 else agent_id, "recovery failed")
         raise AssertionError(op)

@@ -35,7 +35,6 @@ from app.domain.job import (
     FinishRecovery,
     PauseJob,
     RecordAgentEvents,
-    RecoveredAgent,
     Rejected,
     ResumeJob,
     StartJob,
@@ -234,11 +233,7 @@ ATTEMPT_FAILED = NewEvent(
     },
     "exec",
 )
-RECOVERED = (
-    RecoveredAgent("router", 1, None),
-    RecoveredAgent("exec", 2, "m-1"),
-    RecoveredAgent("sink", 0, None),
-)
+RECOVERED = ("router", "exec", "sink")
 
 COMMANDS: dict[str, Command] = {
     "admit": AdmitJob("n1"),
@@ -324,13 +319,10 @@ RECOVERY_STARTED = (
         {"node": "n2", "from_node": "n1", "attempt": 1, "cause": "lease_expired", "counted": True},
     ),
 )
+# In RUNNING the router holds its seed, nothing else is queued (values come from the projection).
 AGENTS_RECOVERED = tuple(
-    NewEvent(
-        ev.AGENT_RECOVERED,
-        {"attempt": 1, "mailbox_depth": a.mailbox_depth, "inflight_message_id": a.inflight_message_id},
-        a.agent_id,
-    )
-    for a in RECOVERED
+    NewEvent(ev.AGENT_RECOVERED, {"attempt": 1, "mailbox_depth": depth, "inflight_message_id": None}, agent)
+    for agent, depth in (("router", 1), ("exec", 0), ("sink", 0))
 )
 JOB_FAILED = (job_failed("exec", "module agent worker is not available"),)
 LIVE = ("running", "paused")
@@ -648,6 +640,14 @@ def test_recovered_agents_carry_the_recovery_attempt() -> None:
         NewEvent(
             ev.AGENT_RECOVERED, {"attempt": 4, "mailbox_depth": 1, "inflight_message_id": None}, "router"
         ),
+    )
+
+
+def test_recovered_mailbox_counts_the_in_flight_message_from_the_projection() -> None:
+    state = given([*RUNNING, received("router", "seed-1"), recovery_started(1)])
+    events = decide(state, FinishRecovery(1, ("router",), manual=False), JOB).events
+    assert events == (
+        NewEvent(ev.AGENT_RECOVERED, {"attempt": 1, "mailbox_depth": 1, "inflight_message_id": "seed-1"}, "router"),
     )
 
 
