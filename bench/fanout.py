@@ -104,7 +104,7 @@ def ours(server: Server) -> tuple[float, int, int]:
     if job["status"] != "completed":
         raise RuntimeError(f"fan-out job {job_id} ended {job['status']}: {job['result']}")
     elapsed = parse_ms(job["updated_at"]) / 1000 - started
-    primes = sum(m["prime_count"] for m in job["result"]["output"]["messages"])
+    primes = sum(json.loads(m["sandbox"]["stdout"])["prime_count"] for m in job["result"]["output"]["messages"])
     return elapsed, primes, server.rss.peak
 
 
