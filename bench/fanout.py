@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.domain.canonical import parse_ms
 from bench.common import (
     PYTHON,
     ROOT,
@@ -24,7 +25,6 @@ from bench.common import (
     migrate,
     run_async,
 )
-from app.domain.canonical import parse_ms
 
 WORKERS = 200
 POOL = 4

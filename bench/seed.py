@@ -55,53 +55,55 @@ def _new_job_id(graph_id: str, epoch_ms: int) -> str:
     return f"{graph_id}-{epoch_ms:013d}-{secrets.token_hex(6)}"
 
 
-def _copies(args: tuple[list[dict[str, Any]], int, int]) -> tuple[list[Any], list[Any]]:
-    """Worker process: (projection, sealed events) of `count` copies of the template."""
+async def _write_copies(url: str, events: list[dict[str, Any]], count: int, base_ms: int) -> list[str]:
+    """Seal and fold `count` copies of the template, then write them in one transaction."""
     from app.domain.events import NewEvent
     from app.domain.projection import fold
-    from app.store import event_store
+    from app.store import event_store, projector
+    from app.store.database import Database
 
-    events, count, base_ms = args
     old_id = events[0]["job_id"]
     graph_id = events[0]["payload"]["graph_id"]
     texts = [(e["type"], e["agent_id"], json.dumps(e["payload"])) for e in events]
-    out_jobs, out_events = [], []
+    projections, sealed_all = [], []
     for i in range(count):
         now = base_ms + i
         job_id = _new_job_id(graph_id, now)
         fresh = [NewEvent(t, json.loads(p.replace(old_id, job_id)), a) for t, a, p in texts]
         sealed = event_store.seal(job_id, job_id, event_store.StreamHead(), fresh, now)
         projection = fold(sealed)
-        out_jobs.append(projection)
-        out_events.append(sealed)
-    return out_jobs, out_events
+        assert projection is not None
+        projections.append(projection)
+        sealed_all.extend(sealed)
+    db = Database(url)
+    try:
+        async with db.write() as conn:
+            await projector.save_many(conn, [(None, p) for p in projections])
+            await event_store.insert_sealed(conn, sealed_all)
+    finally:
+        await db.dispose()
+    return [p.job.job_id for p in projections]
+
+
+def _copies(args: tuple[str, list[dict[str, Any]], int, int]) -> list[str]:
+    """Worker process: write one chunk of copies through its own connection."""
+    return asyncio.run(_write_copies(*args))
 
 
 async def seed_jobs(url: str, events: list[dict[str, Any]], count: int) -> list[str]:
-    """Write `count` copies of the template job; returns their ids."""
-    from app.store import event_store, projector
-    from app.store.database import Database
-
-    db = Database(url)
+    """Write `count` copies of the template job from two processes; returns their ids."""
     loop = asyncio.get_running_loop()
     job_ids: list[str] = []
     started = time.monotonic()
     base = int(time.time() * 1000) - count  # distinct updated_at per job, all in the past
-    chunks = [(events, min(BATCH_JOBS, count - s), base + s) for s in range(0, count, BATCH_JOBS)]
-    try:
-        with ProcessPoolExecutor(max_workers=2) as pool:
-            futures = [loop.run_in_executor(pool, _copies, c) for c in chunks]
-            for done, future in enumerate(futures, 1):
-                projections, sealed = await future
-                async with db.write() as conn:
-                    await projector.save_many(conn, [(None, p) for p in projections])
-                    await event_store.insert_sealed(conn, [e for s in sealed for e in s])
-                job_ids.extend(p.job.job_id for p in projections)
-                if done % 20 == 0:
-                    rate = len(job_ids) / (time.monotonic() - started)
-                    log(f"  seeded {len(job_ids):,} jobs ({rate:,.0f} jobs/s)")
-    finally:
-        await db.dispose()
+    chunks = [(url, events, min(BATCH_JOBS, count - s), base + s) for s in range(0, count, BATCH_JOBS)]
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        futures = [loop.run_in_executor(pool, _copies, c) for c in chunks]
+        for done, future in enumerate(futures, 1):
+            job_ids.extend(await future)
+            if done % 20 == 0:
+                rate = len(job_ids) / (time.monotonic() - started)
+                log(f"  seeded {len(job_ids):,} jobs ({rate:,.0f} jobs/s)")
     return job_ids
 
 

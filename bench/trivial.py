@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.domain.canonical import parse_ms
 from bench.common import (
     PYTHON,
     ROOT,
@@ -28,7 +29,6 @@ from bench.common import (
     trivial_manifest,
     wrk,
 )
-from app.domain.canonical import parse_ms
 
 CONCURRENCY = 8  # jobs a worker runs at once: MIRROR_NEURON_MAX_ACTIVE_JOBS and procrastinate's --concurrency
 SUBMITTERS = 16  # concurrent POSTs (wrk connections) and concurrent procrastinate defers
