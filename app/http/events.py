@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Response, get
 from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.response import Stream
@@ -84,15 +84,16 @@ def feed_query(
     return FeedQuery(start if resume is None else resume, size, following, mode)
 
 
-def _event_json(event: Event) -> str:
-    return json.dumps(event.to_api(), ensure_ascii=False, separators=(",", ":"))
+def _event_json(event: Event) -> bytes:
+    # msgspec, the encoder of the JSON representation too (Litestar), and much cheaper than json.dumps.
+    return msgspec.json.encode(event.to_api())
 
 
 def _frame(mode: str, event: Event, cursor: int) -> bytes:
     if mode == NDJSON:
-        return (_event_json(event) + "\n").encode("utf-8")
+        return _event_json(event) + b"\n"
     kind = event.type.replace("\r", " ").replace("\n", " ")
-    return f"id: {cursor}\nevent: {kind}\ndata: {_event_json(event)}\n\n".encode()
+    return f"id: {cursor}\nevent: {kind}\ndata: ".encode() + _event_json(event) + b"\n\n"
 
 
 async def frames(
@@ -111,10 +112,13 @@ async def frames(
             size = BATCH if remaining is None else min(BATCH, remaining)
             async with api.db.read() as conn:
                 batch, finished = await read(conn, after, size)
-            for event in batch:
-                after = cursor_of(event)
-                yield _frame(query.mode, event, after)
             if batch:
+                # One chunk per batch: a write per event costs a syscall (and a TCP segment) each.
+                chunk = []
+                for event in batch:
+                    after = cursor_of(event)
+                    chunk.append(_frame(query.mode, event, after))
+                yield b"".join(chunk)
                 last_write = clock()
             if remaining is not None:
                 remaining -= len(batch)
