@@ -101,6 +101,13 @@ def _raw(name: str) -> dict[str, Any]:
     return dict(json.loads((EXAMPLES / "manifests" / name).read_text()))
 
 
+def _cancellable() -> dict[str, Any]:
+    """§13.5 Flow C's manifest; `sleep 299`, since tests on a shared machine reap `sleep 300`s."""
+    manifest = _raw("cancel_running.json")
+    manifest["nodes"][0]["config"]["command"] = "sleep 299"
+    return manifest
+
+
 def _has_event(api: Api, job_id: str, kind: str, agent_id: str | None = None) -> bool:
     return any(
         e["type"] == kind and (agent_id is None or e["agent_id"] == agent_id) for e in api.events(job_id)
@@ -153,8 +160,8 @@ SCENARIOS = (
     Scenario("fail_exit", 4, lambda: {"bundle_id": "shell_python_chain_fail_exit_v1"}, "failed"),
     Scenario("fail_pool", 4, lambda: {"bundle_id": "shell_python_chain_fail_pool_v1"}, "failed"),
     Scenario("pause_resume", 14, lambda: _raw("pause_resume.json"), "completed", _pause_message_resume),
-    Scenario("cancel_running", 12, lambda: _raw("cancel_running.json"), "cancelled", _cancel_running),
-    Scenario("cancel_now", 12, lambda: _raw("cancel_running.json"), "cancelled", _cancel_now),
+    Scenario("cancel_running", 12, _cancellable, "cancelled", _cancel_running),
+    Scenario("cancel_now", 12, _cancellable, "cancelled", _cancel_now),
 )
 
 
@@ -438,8 +445,8 @@ class Soak:
         for worker in workers:
             if not worker.alive():
                 r.problems.append(f"{worker.name} exited:\n{worker.tail()}")
-        r.rss = sampler.windows(self.options.jobs, window)
-        if self.options.jobs >= 2 * window:
+        r.rss = sampler.windows(r.acknowledged, window)
+        if r.acknowledged >= 2 * window:
             for name, (first, last) in r.rss.items():
                 if not last <= first * (1 + RSS_GROWTH_LIMIT):
                     r.problems.append(
