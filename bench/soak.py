@@ -52,6 +52,7 @@ TERMINAL = ("completed", "failed", "cancelled")
 TERMINAL_EVENTS = ("job_completed", "job_failed", "job_cancelled")
 JOB_TIMEOUT_SECONDS = 300.0
 POLL_SECONDS = 0.25
+RETRY_SECONDS = 120.0
 RSS_GROWTH_LIMIT = 0.10
 
 
@@ -59,14 +60,15 @@ RSS_GROWTH_LIMIT = 0.10
 
 
 class Api:
-    """A tiny JSON client for one server."""
+    """A tiny JSON client for one server; it retries while the database is unavailable, as clients should."""
 
     def __init__(self, base: str) -> None:
         self.base = base
+        self.retries = 0
 
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    def _once(self, method: str, path: str, body: Any, headers: dict[str, str]) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base + path, data=data, method=method)
+        request = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
         if data is not None:
             request.add_header("Content-Type", "application/json")
         try:
@@ -74,6 +76,23 @@ class Api:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"null")
+
+    def call(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        """One request; a 503 or a refused connection is retried for up to RETRY_SECONDS."""
+        deadline = time.monotonic() + RETRY_SECONDS
+        while True:
+            try:
+                status, answer = self._once(method, path, body, headers or {})
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+            else:
+                if status != 503 or time.monotonic() > deadline:
+                    return status, answer
+            self.retries += 1
+            time.sleep(0.5)
 
     def status(self, job_id: str) -> str:
         return str(self.call("GET", f"/api/v1/jobs/{job_id}")[1]["job"]["status"])
@@ -265,6 +284,7 @@ class Result:
     driver_errors: list[str] = field(default_factory=list)
     verify_output: str = ""
     recoveries: int = 0
+    retries: int = 0
     rss: dict[str, tuple[float, float]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     workdir: str = ""
@@ -311,7 +331,10 @@ class Soak:
         self.result = Result(jobs=options.jobs, workdir=str(self.workdir))
         self.submitted: list[tuple[str, Scenario]] = []
         self.finished = 0
+        self.run_id = uuid.uuid4().hex[:8]
         self._lock = threading.Lock()
+        self.sampler: RssSampler | None = None
+        self.api: Api | None = None
 
     # ---- processes
 
@@ -361,9 +384,11 @@ class Soak:
 
     # ---- jobs
 
-    def _one(self, api: Api, scenario: Scenario) -> None:
-        status, answer = api.call("POST", "/api/v1/jobs", scenario.body())
-        if status != 201:
+    def _one(self, api: Api, index: int, scenario: Scenario) -> None:
+        # The key makes a retried submission (after a 503) return the same job, never a second one.
+        key = {"Idempotency-Key": f"soak-{self.run_id}-{index}"}
+        status, answer = api.call("POST", "/api/v1/jobs", scenario.body(), headers=key)
+        if status not in (200, 201):
             self.result.driver_errors.append(f"{scenario.name}: submit answered {status} {answer}")
             return
         job_id = answer["job_id"]
@@ -378,14 +403,16 @@ class Soak:
         with self._lock:
             self.finished += 1
             if self.finished % 250 == 0:
-                print(f"  {self.finished} jobs ended", file=sys.stderr, flush=True)
+                rss = self.sampler.samples[-1][1] if self.sampler and self.sampler.samples else {}
+                figures = ", ".join(f"{name} {value / 2**20:.1f} MiB" for name, value in rss.items())
+                print(f"  {self.finished} jobs ended; RSS {figures}", file=sys.stderr, flush=True)
 
     def _drive_all(self, api: Api) -> None:
         rng = random.Random(self.options.seed)
         weights = [s.weight for s in SCENARIOS]
         chosen = rng.choices(SCENARIOS, weights=weights, k=self.options.jobs)
         with ThreadPoolExecutor(self.options.concurrency) as pool:
-            for future in [pool.submit(self._one, api, scenario) for scenario in chosen]:
+            for future in [pool.submit(self._one, api, i, scenario) for i, scenario in enumerate(chosen)]:
                 future.result()
 
     # ---- checks
@@ -430,6 +457,7 @@ class Soak:
     def _judge(self, sampler: RssSampler, workers: list[Process]) -> None:
         r, window = self.result, self.options.rss_window
         r.acknowledged = len(self.submitted)
+        r.retries = self.api.retries if self.api is not None else 0
         for label, found in (
             ("lost jobs", r.lost),
             ("jobs not terminal", r.stuck),
@@ -471,8 +499,9 @@ class Soak:
                 timeout=300,
             )
             api, server, workers = self._start(url)
+            self.api = api
             processes = [server, *workers]
-            sampler = RssSampler(workers, lambda: self.finished)
+            sampler = self.sampler = RssSampler(workers, lambda: self.finished)
             sampler.start()
             started = time.monotonic()
             self._drive_all(api)
@@ -511,6 +540,7 @@ def summary(result: Result, options: Options) -> str:
         f"  replay mismatches   {len(result.replay_mismatches)}",
         f"  unexpected outcomes {len(result.unexpected_outcomes)}",
         f"  recoveries          {result.recoveries}",
+        f"  client retries      {result.retries} (answers 503 or refused connections)",
         f"  verify              {result.verify_output.splitlines()[-1] if result.verify_output else 'not run'}",
     ]
     for name, (first, last) in sorted(result.rss.items()):
