@@ -40,6 +40,7 @@ from app.domain.job import (
     FinishRecovery,
     RecordAgentEvents,
     Rejected,
+    StartJob,
     SubmitJob,
     decide,
     submitted_payload,
@@ -90,9 +91,15 @@ def new_job_id(graph_id: str, epoch_ms: int) -> str:
 
 
 def _command_agents(command: Command) -> set[str]:
+    """The agent rows a command's events touch: loaded with the job row, in the same query."""
     match command:
-        case DeliverExternal() | RecordAgentEvents() | CommitStep() | FailStep():
+        case DeliverExternal():
             return {command.agent_id}
+        case RecordAgentEvents() | CommitStep() | FailStep():
+            # The step's own events name every agent they deliver to (SPEC §6.4).
+            return {command.agent_id} | {e.agent_id for e in command.events if e.agent_id}
+        case StartJob():
+            return {m["envelope"]["to"] for m in command.seeds}
         case FinishRecovery():
             return set(command.agent_ids)
     return set()

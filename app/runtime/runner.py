@@ -117,9 +117,12 @@ class JobRunner:
                 task.cancel()
         await asyncio.gather(*(t for t in self._tasks if t is not current), return_exceptions=True)
         try:
-            await self.ctx.service.release_job(
-                self.job_id, self.fence, graceful=self._graceful, lease_lost=self._lease_lost
-            )
+            # After the terminal event there is nothing to release: the transaction that
+            # recorded it deleted the job's lease and executor lease rows (Service, drop_jobs).
+            if not self.job.terminal:
+                await self.ctx.service.release_job(
+                    self.job_id, self.fence, graceful=self._graceful, lease_lost=self._lease_lost
+                )
         except Exception:
             log.warning("could not release the lease of %s; it will expire", self.job_id, exc_info=True)
         self.done.set()
