@@ -470,6 +470,21 @@ def wrk(
 # ------------------------------------------------------------------------------------ misc
 
 
+def retried(what: str, work: Callable[[], Any], attempts: int = 3) -> Any:
+    """Run `work`, retrying after a pause when it fails (the shared Postgres restarts under
+    other engineers' fault tests, and its 100 connections are shared); re-raise the last error."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except Exception as exc:
+            detail = getattr(exc, "stderr", None) or exc
+            log(f"  {what} failed (attempt {attempt}/{attempts}): {str(detail).strip()[-300:]}")
+            if attempt == attempts:
+                raise
+            time.sleep(5 * attempt)
+    raise AssertionError("unreachable")
+
+
 def run_async(coro: Any) -> Any:
     return asyncio.run(coro)
 
