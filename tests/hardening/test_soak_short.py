@@ -3,7 +3,8 @@
 Two worker processes and an API-only server on a fresh Postgres database, the examples/ mix with
 pauses, external messages, resumes and cancels: nothing lost, one terminal event per job, every
 job passes the replay check, and `mirror-neuron verify` agrees. The RSS criterion needs the long
-run (`python -m bench.soak --jobs 5000 --workers 2`); here the figures are only reported.
+run (`python -m bench.soak --jobs 5000 --workers 2`): 150 jobs are too few for steady-state memory,
+so its window (1,000 jobs) keeps it from applying here.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from bench.soak import SCENARIOS, Options, run, summary
 
 
 def test_short_soak() -> None:
-    options = Options(jobs=150, workers=2, concurrency=24, rss_window=50)
+    options = Options(jobs=150, workers=2, concurrency=24)
     result = run(options)
     print(summary(result, options))
     assert result.problems == []
