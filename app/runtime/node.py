@@ -385,8 +385,13 @@ class Node:
                 query = query.with_for_update(skip_locked=True)
             now = self.service.clock()
             try:
-                for row in (await conn.execute(query)).all():
-                    fence = await self._claim_lease(conn, row.job_id, now)
+                rows = (await conn.execute(query)).all()
+                fences = await leases.claim_many(
+                    conn, [r.job_id for r in rows], node=self.name, incarnation=self.incarnation,
+                    now_ms=now, ttl_ms=self.ttl_ms,
+                )
+                for row in rows:
+                    fence = fences.get(row.job_id) or await self._take_over_lease(conn, row.job_id, now)
                     if fence is not None:
                         claimed.append((row.job_id, fence))
                         self._starting.add(row.job_id)  # the heartbeat keeps its lease alive
@@ -395,10 +400,7 @@ class Node:
                 raise
         await asyncio.gather(*(self._bootstrap(job_id, fence) for job_id, fence in claimed))
 
-    async def _claim_lease(self, conn: Any, job_id: str, now: int) -> Fence | None:
-        fence = await leases.claim(conn, job_id, node=self.name, incarnation=self.incarnation, now_ms=now, ttl_ms=self.ttl_ms)
-        if fence is not None:
-            return fence
+    async def _take_over_lease(self, conn: Any, job_id: str, now: int) -> Fence | None:
         # A lease left by a node that died between claiming and bootstrapping: take it over.
         taken = await leases.take_over(conn, job_id, node=self.name, incarnation=self.incarnation, now_ms=now, ttl_ms=self.ttl_ms)
         return None if taken is None else taken.fence
