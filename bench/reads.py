@@ -9,7 +9,7 @@ import random
 import subprocess
 import time
 
-from bench.common import PYTHON, ROOT, Config, Databases, Row, Sample, Server, Table, log, wrk
+from bench.common import PYTHON, ROOT, Config, Databases, Row, Sample, Server, Table, log, retried, wrk
 from bench.seed import seeded
 
 CLIENTS = 32
@@ -60,12 +60,14 @@ def run(cfg: Config, dbs: Databases) -> Table:
                     ("job", api + "/jobs/x", "get_job.lua"),
                     ("list", api + "/jobs?limit=100", "get.lua"),
                 ):
-                    r = wrk(url, script=script, connections=CLIENTS, seconds=seconds, env=env)
+                    r = retried("wrk", lambda u=url, sc=script, e=env: wrk(
+                        u, script=sc, connections=CLIENTS, seconds=seconds, env=e))
                     if r.non2xx or r.errors:
                         raise RuntimeError(f"{url}: {r.non2xx} non-2xx answers, {r.errors} socket errors")
                     results[key].append((r.p50_ms, r.p99_ms, r.rps))
                 for mode, accept in (("json", "application/json"), ("ndjson", "application/x-ndjson")):
-                    elapsed, sizes[mode] = fetch_seconds(server, f"/api/v1/jobs/{data.long_job}/events", accept)
+                    elapsed, sizes[mode] = retried("events", lambda a=accept, j=data.long_job: fetch_seconds(
+                        server, f"/api/v1/jobs/{j}/events", a))
                     events[mode].append(elapsed)
                 log(f"reads {backend} run {i + 1}: job p99 {results['job'][-1][1]:.1f} ms, "
                     f"list p99 {results['list'][-1][1]:.1f} ms, events json {events['json'][-1]:.2f} s, "

@@ -7,7 +7,7 @@ import os
 import re
 import subprocess
 
-from bench.common import PYTHON, ROOT, Config, Databases, Row, Sample, Table, log, run_child
+from bench.common import PYTHON, ROOT, Config, Databases, Row, Sample, Table, log, retried, run_child
 from bench.seed import seeded
 
 
@@ -22,7 +22,7 @@ def run(cfg: Config, dbs: Databases) -> Table:
         scans: list[float] = []
         count = 0
         for i in range(cfg.runs):
-            wall, peak, out = run_child([PYTHON, "-m", "app", "rebuild"], env=env)
+            wall, peak, out = retried("rebuild", lambda e=env: run_child([PYTHON, "-m", "app", "rebuild"], env=e))
             found = re.search(r"from (\d+) events in ([0-9.]+) s", out)
             if found is None:
                 raise RuntimeError(f"unexpected rebuild output: {out}")
@@ -31,10 +31,10 @@ def run(cfg: Config, dbs: Databases) -> Table:
             inner.append(count / float(found.group(2)))
             peaks.append(peak / 2**20)
             name = "pg-scan" if backend == "postgres" else "sqlite-scan"
-            scan = subprocess.run(
-                [PYTHON, "-m", "bench.peers", name, "--target", data.target], cwd=ROOT,
+            scan = retried("raw scan", lambda n=name, t=data.target: subprocess.run(
+                [PYTHON, "-m", "bench.peers", n, "--target", t], cwd=ROOT,
                 capture_output=True, text=True, check=True,
-            ).stdout
+            ).stdout)
             scans.append(float(json.loads(scan.strip().splitlines()[-1])["rate"]))
             log(f"rebuild {backend} run {i + 1}: {count:,} events in {wall:.1f} s = {rates[-1]:,.0f} events/s "
                 f"(peak RSS {peaks[-1]:.0f} MiB); raw scan {scans[-1]:,.0f} rows/s")

@@ -25,6 +25,7 @@ from bench.common import (
     app_url,
     log,
     migrate,
+    retried,
     run_async,
     trivial_manifest,
     wrk,
@@ -150,22 +151,29 @@ def run(cfg: Config, dbs: Databases) -> Table:
     body_file.write_text(json.dumps(trivial_manifest("bench_trivial")))
     peer_runs: list[float] = []
     results: dict[str, list[float]] = {b: [] for b in cfg.backends}
-    for i in range(cfg.runs):
+    def peer_run() -> float:
         # procrastinate gets a fresh database per run, like our fresh server per run.
         pdsn = run_async(dbs.create_pg("procrastinate"))
-        peer_runs.append(procrastinate(cfg, pdsn, jobs))
-        run_async(dbs.drop_pg(pdsn))
-        for backend in cfg.backends:
-            if backend == "postgres":
-                target = run_async(dbs.create_pg("trivial"))
-            else:
-                target = str(dbs.sqlite_file("trivial"))
+        try:
+            return procrastinate(cfg, pdsn, jobs)
+        finally:
+            run_async(dbs.drop_pg(pdsn))
+
+    def our_run(backend: str) -> float:
+        target = run_async(dbs.create_pg("trivial")) if backend == "postgres" else str(dbs.sqlite_file("trivial"))
+        try:
             url = app_url(backend, target)
             run_async(migrate(url))
             with Server(cfg, url, f"trivial-{backend}", MIRROR_NEURON_MAX_ACTIVE_JOBS=str(CONCURRENCY)) as server:
-                results[backend].append(ours(cfg, server, backend, target, jobs, body_file))
+                return ours(cfg, server, backend, target, jobs, body_file)
+        finally:
             if backend == "postgres":
                 run_async(dbs.drop_pg(target))
+
+    for i in range(cfg.runs):
+        peer_runs.append(retried("procrastinate", peer_run))
+        for backend in cfg.backends:
+            results[backend].append(retried(f"trivial {backend}", lambda b=backend: our_run(b)))
             log(f"trivial run {i + 1}: {backend} {results[backend][-1]:.0f} jobs/s, procrastinate {peer_runs[-1]:.0f} jobs/s")
     peer = Sample.of(peer_runs)
     for backend in cfg.backends:
