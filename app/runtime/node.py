@@ -109,6 +109,8 @@ class Node:
         self._bundle_checks: dict[str, int] = {}
         self._stopped = False
         self._done_waiters: set[asyncio.Future[Any]] = set()
+        self._mirror_pending: dict[str, LeaseRow] = {}
+        self._mirror_task: asyncio.Task[None] | None = None
         self._starting: set[str] = set()  # jobs between taking their lease and having a runner
         service.subscribe(self._on_commit)
 
@@ -156,6 +158,8 @@ class Node:
             runner.stop(graceful=True)
         if runners:
             await asyncio.wait([asyncio.create_task(r.done.wait()) for r in runners], timeout=10)
+        if self._mirror_task is not None:
+            await asyncio.wait([self._mirror_task], timeout=10)
         try:
             async with self.db.write() as conn:  # also leases of bootstraps cut short
                 await leases.release_all(conn, self.incarnation, self.service.clock())
@@ -178,25 +182,43 @@ class Node:
                 self._wake.set()
 
     async def _mirror_lease(self, row: LeaseRow) -> None:
-        """Mirror executor lease requests and grants into `executor_leases` (SPEC §7.6)."""
+        """Mirror executor lease requests and grants into `executor_leases` (SPEC §7.6).
+
+        The pools call this on every change and wait for it, so it only records the lease's
+        newest state; one background task writes what is pending in one transaction. Three
+        write transactions per executor run (queued, held, removed), each on the critical path
+        of a pool slot, had made a 200-executor fan-out 1.5× slower than the commands alone.
+        """
+        self._mirror_pending[row.lease_id] = row
+        if self._mirror_task is None or self._mirror_task.done():
+            self._mirror_task = asyncio.create_task(self._flush_mirror(), name="executor-lease-mirror")
+
+    async def _flush_mirror(self) -> None:
+        while self._mirror_pending:
+            rows, self._mirror_pending = self._mirror_pending, {}
+            try:
+                async with self.db.write() as conn:
+                    removed = sorted(r.lease_id for r in rows.values() if r.state == "removed")
+                    if removed:
+                        await conn.execute(delete(executor_leases).where(executor_leases.c.lease_id.in_(removed)))
+                    for row in rows.values():
+                        if row.state != "removed":
+                            await self._mirror_one(conn, row)
+            except Exception as exc:
+                log.debug("executor lease mirror failed: %s", type(exc).__name__)
+
+    async def _mirror_one(self, conn: Any, row: LeaseRow) -> None:
         meta = row.metadata
-        try:
-            async with self.db.write() as conn:
-                where = executor_leases.c.lease_id == row.lease_id
-                if row.state == "removed":
-                    await conn.execute(delete(executor_leases).where(where))
-                    return
-                done = await conn.execute(update(executor_leases).where(where).values(state=row.state))
-                if done.rowcount == 0:
-                    await conn.execute(
-                        insert(executor_leases).values(
-                            lease_id=row.lease_id, node=self.name, incarnation=self.incarnation,
-                            job_id=meta.get("job_id", ""), agent_id=meta.get("agent_id", ""), pool=row.pool,
-                            slots=row.slots, state=row.state, requested_at_ms=row.requested_at_ms,
-                        )
-                    )
-        except Exception as exc:
-            log.debug("executor lease mirror failed: %s", type(exc).__name__)
+        where = executor_leases.c.lease_id == row.lease_id
+        done = await conn.execute(update(executor_leases).where(where).values(state=row.state))
+        if done.rowcount == 0:
+            await conn.execute(
+                insert(executor_leases).values(
+                    lease_id=row.lease_id, node=self.name, incarnation=self.incarnation,
+                    job_id=meta.get("job_id", ""), agent_id=meta.get("agent_id", ""), pool=row.pool,
+                    slots=row.slots, state=row.state, requested_at_ms=row.requested_at_ms,
+                )
+            )
 
     # ---------------------------------------------------------------- heartbeat
 

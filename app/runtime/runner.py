@@ -75,7 +75,9 @@ class JobRunner:
         self.topology = Topology.of(job.manifest)
         self.modules = modules
         self.module_states: dict[str, Any] = {}
-        self.changed = asyncio.Condition()
+        # One wake-up per agent: a shared Condition woke every agent task on every commit, which
+        # made a 200-executor fan-out quadratic in task switches.
+        self._wakeups = {agent_id: asyncio.Event() for agent_id in job.agents}
         self._fold_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -109,8 +111,7 @@ class JobRunner:
         asyncio.get_running_loop().create_task(self._shutdown())
 
     async def _shutdown(self) -> None:
-        async with self.changed:
-            self.changed.notify_all()
+        self._wake_ready()
         current = asyncio.current_task()
         for task in self._tasks:
             if task is not current:
@@ -155,8 +156,13 @@ class JobRunner:
     async def _changed(self) -> None:
         if self.job.terminal:
             self.stop()
-        async with self.changed:
-            self.changed.notify_all()
+        self._wake_ready()
+
+    def _wake_ready(self) -> None:
+        """Wake the agents that have something to do (all of them when stopping)."""
+        for agent_id, agent in self.job.agents.items():
+            if self._ready(agent):
+                self._wakeups.setdefault(agent_id, asyncio.Event()).set()
 
     async def _execute(self, command: Any) -> None:
         """Commit a command; while the database is unreachable, retry until the lease would lapse."""
@@ -181,9 +187,11 @@ class JobRunner:
         return self._stopping or (self.job.status == "running" and bool(agent.queue))
 
     async def _agent_loop(self, agent: AgentRuntime) -> None:
+        wakeup = self._wakeups.setdefault(agent.agent_id, asyncio.Event())
         while True:
-            async with self.changed:
-                await self.changed.wait_for(lambda: self._ready(agent))
+            while not self._ready(agent):
+                wakeup.clear()
+                await wakeup.wait()
             if self._stopping:
                 return
             before = (self.job.last_sequence, agent.processed)

@@ -29,9 +29,12 @@ from app.store.tables import agents, bundles, jobs
 BATCH = 5000
 
 
+# The keyset condition is a row-value comparison: Postgres uses it as the index condition of
+# the (stream_id, sequence) unique index. Spelled `stream_id > ? OR (stream_id = ? AND ...)` it is
+# only a filter, and every page scanned the index from the start (quadratic in the log's length).
 _SCAN = (
     'SELECT "position", stream_id, "sequence", event_id, "type", "timestamp", job_id, agent_id, payload, hash '
-    "FROM events WHERE {kind} AND (stream_id > ? OR (stream_id = ? AND \"sequence\" > ?)) "
+    'FROM events WHERE {kind} AND (stream_id, "sequence") > (?, ?) '
     'ORDER BY stream_id, "sequence" LIMIT ?'
 )
 _JOB_STREAMS = _SCAN.format(kind="job_id IS NOT NULL")
@@ -52,7 +55,7 @@ async def _raw_streams(conn: AsyncConnection, *, job_streams: bool) -> AsyncIter
     current: str | None = None
     buffered: list[RawRow] = []
     while True:
-        rows = await driver_fetch(conn, sql, (cursor[0], cursor[0], cursor[1], BATCH))
+        rows = await driver_fetch(conn, sql, (cursor[0], cursor[1], BATCH))
         if not rows:
             break
         for row in rows:
