@@ -273,7 +273,7 @@ async def pg_scan(dsn: str, batch: int) -> None:
         count += len(rows)
         last = rows[-1]
         rows = await conn.fetch(
-            "SELECT * FROM events WHERE job_id IS NOT NULL AND (stream_id > $1 OR (stream_id = $1 AND sequence > $2))"
+            "SELECT * FROM events WHERE job_id IS NOT NULL AND (stream_id, sequence) > ($1, $2)"
             " ORDER BY stream_id, sequence LIMIT $3",
             last["stream_id"], last["sequence"], batch,
         )
@@ -293,7 +293,7 @@ def sqlite_scan(path: str, batch: int) -> None:
         count += len(rows)
         last = rows[-1]
         rows = conn.execute(
-            "SELECT * FROM events WHERE job_id IS NOT NULL AND (stream_id > ?1 OR (stream_id = ?1 AND sequence > ?2))"
+            "SELECT * FROM events WHERE job_id IS NOT NULL AND (stream_id, sequence) > (?1, ?2)"
             " ORDER BY stream_id, sequence LIMIT ?3",
             (last[1], last[2], batch),
         ).fetchall()

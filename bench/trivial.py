@@ -73,6 +73,14 @@ class Counter:
         )
         return int(row[0]), int(row[1] or 0), int(row[2] or 0)
 
+    def status(self, job_id: str) -> str | None:
+        if self._pg is not None:
+            row = self._pg.execute("SELECT status FROM jobs WHERE job_id = %s", (job_id,)).fetchone()
+        else:
+            assert self._lite is not None
+            row = self._lite.execute("SELECT status FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return None if row is None else str(row[0])
+
     def last_update_ms(self) -> int:
         row = self._query("SELECT max(updated_at) FROM jobs")
         return parse_ms(row[0])
