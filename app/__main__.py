@@ -75,7 +75,8 @@ async def _start_node_when_ready(node: Any, stop: asyncio.Event) -> bool:
         except Exception as exc:  # database down or not migrated yet
             log.warning("node start failed (%s); retrying in 2 s", type(exc).__name__)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=2)
+                async with asyncio.timeout(2):
+                    await stop.wait()
     return False
 
 

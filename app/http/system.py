@@ -44,7 +44,8 @@ async def _probe(db: Database) -> str | None:
 async def readiness(db: Database) -> tuple[int, dict[str, str]]:
     """The §2.4 readiness answer: status code and body."""
     try:
-        current = await asyncio.wait_for(_probe(db), READY_TIMEOUT_SECONDS)
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            current = await _probe(db)
     except Exception as exc:  # every failure to answer is "unavailable", with a safe detail
         return 503, {"status": "unavailable", "error": f"database unavailable: {_detail(exc)}"}
     head = await asyncio.to_thread(_head_revision)

@@ -392,7 +392,8 @@ async def _run_process(
 async def _supervise(proc: asyncio.subprocess.Process, timeout: float) -> bool:
     """Wait for the process; on timeout terminate its group. Return whether it timed out."""
     try:
-        await asyncio.wait_for(proc.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await proc.wait()
     except TimeoutError:
         await _terminate_group(proc)
         return True

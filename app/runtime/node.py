@@ -227,7 +227,8 @@ class Node:
             # A heartbeat that hangs (a dropped connection, a lock) must not stop the TTL check.
             budget = max(self.ttl_ms - (self.service.clock() - self._last_renewal), 0) / 1000
             try:
-                await asyncio.wait_for(self._heartbeat(), timeout=max(budget, self.settings.heartbeat_seconds))
+                async with asyncio.timeout(max(budget, self.settings.heartbeat_seconds)):
+                    await self._heartbeat()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -269,7 +270,8 @@ class Node:
         interval = self.settings.poll_interval_ms / 1000
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.tick()

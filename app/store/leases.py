@@ -249,6 +249,11 @@ async def renew_owned(
         job_leases.c.released.is_(False),
         job_leases.c.expires_at_ms > now_ms,
     )
+    if conn.dialect.name == "postgresql":
+        # Lock this incarnation's lease rows in job_id order before updating them. A batch of
+        # steps reads its jobs' lease rows FOR SHARE in job_id order (`lease_rows`); an UPDATE
+        # locks in whatever order its scan meets the rows, and the two deadlocked under load.
+        await conn.execute(select(job_leases.c.job_id).where(mine).order_by(job_leases.c.job_id).with_for_update())
     owned = sorted(set(job_ids))
     for start in range(0, len(owned), 500):
         chunk = owned[start : start + 500]
