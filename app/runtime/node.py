@@ -38,7 +38,7 @@ from app.store import event_store, leases
 from app.store.database import Database, is_unavailable
 from app.store.leases import Fence, TakenLease
 from app.store.nodes import NodeRow, heartbeat
-from app.store.tables import bundles, executor_leases, job_leases, jobs
+from app.store.tables import bundles, executor_leases, in_list, job_leases, jobs
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ class Node:
                 async with self.db.write() as conn:
                     removed = sorted(r.lease_id for r in rows.values() if r.state == "removed")
                     if removed:
-                        await conn.execute(delete(executor_leases).where(executor_leases.c.lease_id.in_(removed)))
+                        await conn.execute(delete(executor_leases).where(in_list(executor_leases.c.lease_id, removed)))
                     for row in rows.values():
                         if row.state != "removed":
                             await self._mirror_one(conn, row)
@@ -305,7 +305,7 @@ class Node:
         async with self.db.read() as conn:
             for start in range(0, len(ids), 500):
                 rows = await conn.execute(
-                    select(jobs.c.job_id, jobs.c.last_sequence).where(jobs.c.job_id.in_(ids[start : start + 500]))
+                    select(jobs.c.job_id, jobs.c.last_sequence).where(in_list(jobs.c.job_id, ids[start : start + 500]))
                 )
                 heads.update({r.job_id: r.last_sequence for r in rows})
         dirty, self._dirty = self._dirty, set()

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.tables import executor_leases, job_leases
+from app.store.tables import executor_leases, in_list, job_leases
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ async def lease_rows(conn: AsyncConnection, job_ids: list[str]) -> dict[str, Any
     for start in range(0, len(wanted), 500):
         query = (
             select(job_leases)
-            .where(job_leases.c.job_id.in_(wanted[start : start + 500]))
+            .where(in_list(job_leases.c.job_id, wanted[start : start + 500]))
             .order_by(job_leases.c.job_id)
         )
         if conn.dialect.name == "postgresql":
@@ -87,8 +87,8 @@ def check_fence_row(row: Any, job_id: str, fence: Fence, now_ms: int) -> None:
 async def drop_jobs(conn: AsyncConnection, job_ids: list[str]) -> None:
     """`drop_job` for several jobs."""
     if job_ids:
-        await conn.execute(delete(job_leases).where(job_leases.c.job_id.in_(job_ids)))
-        await conn.execute(delete(executor_leases).where(executor_leases.c.job_id.in_(job_ids)))
+        await conn.execute(delete(job_leases).where(in_list(job_leases.c.job_id, job_ids)))
+        await conn.execute(delete(executor_leases).where(in_list(executor_leases.c.job_id, job_ids)))
 
 
 async def claim_many(
@@ -258,14 +258,14 @@ async def renew_owned(
     for start in range(0, len(owned), 500):
         chunk = owned[start : start + 500]
         await conn.execute(
-            update(job_leases).where(and_(mine, job_leases.c.job_id.in_(chunk))).values(expires_at_ms=now_ms + ttl_ms)
+            update(job_leases).where(and_(mine, in_list(job_leases.c.job_id, chunk))).values(expires_at_ms=now_ms + ttl_ms)
         )
     orphaned = (await conn.execute(select(job_leases.c.job_id).where(mine))).scalars().all()
     stale = sorted(set(orphaned) - set(owned))
     for start in range(0, len(stale), 500):
         await conn.execute(
             update(job_leases)
-            .where(and_(mine, job_leases.c.job_id.in_(stale[start : start + 500])))
+            .where(and_(mine, in_list(job_leases.c.job_id, stale[start : start + 500])))
             .values(expires_at_ms=now_ms)
         )
 

@@ -13,7 +13,7 @@ from sqlalchemy.sql import Select
 
 from app.domain.canonical import canonical_json
 from app.domain.projection import AgentView, JobProjection, JobView
-from app.store.tables import agents, jobs
+from app.store.tables import agents, in_list, jobs
 
 _JOB_FIELDS = tuple(f.name for f in fields(JobView))
 _AGENT_FIELDS = tuple(f.name for f in fields(AgentView))
@@ -83,7 +83,7 @@ async def load_agents(conn: AsyncConnection, job_id: str, agent_ids: Iterable[st
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
         rows = await conn.execute(
-            select(agents).where(and_(agents.c.job_id == job_id, agents.c.agent_id.in_(chunk)))
+            select(agents).where(and_(agents.c.job_id == job_id, in_list(agents.c.agent_id, chunk)))
         )
         result.update({r.agent_id: row_to_agent(r) for r in rows})
     return result
@@ -94,7 +94,7 @@ async def load_jobs(conn: AsyncConnection, job_ids: Iterable[str], *, lock: bool
     wanted = sorted(set(job_ids))
     found: dict[str, JobView] = {}
     for start in range(0, len(wanted), 500):
-        query = select(jobs).where(jobs.c.job_id.in_(wanted[start : start + 500])).order_by(jobs.c.job_id)
+        query = select(jobs).where(in_list(jobs.c.job_id, wanted[start : start + 500])).order_by(jobs.c.job_id)
         if lock and conn.dialect.name == "postgresql":
             query = query.with_for_update()
         found.update((r.job_id, row_to_job(r)) for r in await conn.execute(query))
@@ -111,7 +111,7 @@ async def load_agents_of(conn: AsyncConnection, wanted: dict[str, set[str]]) -> 
             result[job_id] = await load_agents(conn, job_id, wanted[job_id])
         return result
     rows = await conn.execute(
-        select(agents).where(and_(agents.c.job_id.in_(job_ids), agents.c.agent_id.in_(agent_ids)))
+        select(agents).where(and_(in_list(agents.c.job_id, job_ids), in_list(agents.c.agent_id, agent_ids)))
     )
     for r in rows:
         if r.agent_id in wanted[r.job_id]:

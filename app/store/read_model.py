@@ -25,7 +25,7 @@ from app.domain import bundle as bundle_views
 from app.domain.canonical import canonical_json, format_ms
 from app.domain.events import ALL_STATUSES, TERMINAL_STATUSES
 from app.store.event_store import read_stream
-from app.store.tables import agents, bundles, executor_leases, job_leases, jobs, nodes
+from app.store.tables import agents, bundles, executor_leases, in_list, job_leases, jobs, nodes
 
 RECENT_EVENTS = 25
 SUMMARY_JOBS = 100
@@ -127,7 +127,7 @@ async def _live_leases(conn: AsyncConnection, job_ids: Sequence[str], now_ms: in
     rows = await conn.execute(
         select(job_leases.c.job_id, job_leases.c.node).where(
             and_(
-                job_leases.c.job_id.in_(job_ids),
+                in_list(job_leases.c.job_id, job_ids),
                 job_leases.c.released.is_(False),
                 job_leases.c.expires_at_ms > now_ms,
             )
@@ -144,7 +144,7 @@ async def _active_executors(conn: AsyncConnection, job_ids: Sequence[str]) -> di
         select(agents.c.job_id, func.count().label("n"))
         .where(
             and_(
-                agents.c.job_id.in_(job_ids),
+                in_list(agents.c.job_id, job_ids),
                 agents.c.agent_type == "executor",
                 agents.c.inflight_message_id.is_not(None),
             )
@@ -433,7 +433,7 @@ async def _pool_usage(
             func.count().label("n"),
             func.coalesce(func.sum(executor_leases.c.slots), 0).label("slots"),
         )
-        .where(executor_leases.c.node.in_(sorted(incarnations)))
+        .where(in_list(executor_leases.c.node, sorted(incarnations)))
         .group_by(
             executor_leases.c.node,
             executor_leases.c.incarnation,
@@ -462,7 +462,7 @@ async def _active_jobs(conn: AsyncConnection, incarnations: Sequence[str], now_m
         select(job_leases.c.incarnation, func.count().label("n"))
         .where(
             and_(
-                job_leases.c.incarnation.in_(incarnations),
+                in_list(job_leases.c.incarnation, incarnations),
                 job_leases.c.released.is_(False),
                 job_leases.c.expires_at_ms > now_ms,
             )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -158,3 +161,18 @@ executor_leases = Table(
     Index("ix_executor_leases_node", "node"),
     Index("ix_executor_leases_job", "job_id"),
 )
+
+
+def in_list(column: Any, values: Collection[Any]) -> Any:
+    """`column IN (values)`, with the list padded to a power-of-two length.
+
+    Each length of an IN list is a different SQL text, and every connection keeps a prepared
+    statement per text (asyncpg). Lists whose length follows the number of jobs or agents in
+    play made a worker prepare new statements for as long as it ran, and its memory grew with
+    them; padding (repeating the last value, which changes no result) leaves a handful of
+    lengths per query.
+    """
+    items = list(values)
+    if items:
+        items.extend([items[-1]] * ((1 << (len(items) - 1).bit_length()) - len(items)))
+    return column.in_(items)
