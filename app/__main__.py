@@ -150,6 +150,9 @@ def _run_service(main: Coroutine[Any, Any, int]) -> int:
     uvloop's event loop and uvicorn's httptools parser (both installed with the project on
     Linux and macOS) cut the CPU a request and a step cost: see README "Benchmarks".
     """
+    from app.runtime import memory
+
+    memory.limit_arenas()
     try:
         import uvloop
     except ImportError:

@@ -10,6 +10,7 @@ import os
 import platform
 import shutil
 import subprocess
+import time
 import uuid
 from typing import Any
 
@@ -30,6 +31,7 @@ from app.domain.job import (
 from app.domain.manifest import seed_payloads
 from app.domain.messages import normalize_message
 from app.domain.runtime_state import JobRuntime, fold_runtime
+from app.runtime import memory
 from app.runtime import modules as mod
 from app.runtime.pools import ExecutorPools, LeaseRow, parse_pool_capacities
 from app.runtime.runner import JobRunner, NodeContext, new_incarnation, new_message_id, payloads_path
@@ -112,6 +114,7 @@ class Node:
         self._mirror_pending: dict[str, LeaseRow] = {}
         self._mirror_task: asyncio.Task[None] | None = None
         self._starting: set[str] = set()  # jobs between taking their lease and having a runner
+        self._next_trim = 0.0  # monotonic time of the next malloc trim (see app/runtime/memory.py)
         service.subscribe(self._on_commit)
 
     @property
@@ -237,6 +240,9 @@ class Node:
             # SPEC §8.5: unable to renew for longer than the TTL → stop every job.
             if self.service.clock() - self._last_renewal > self.ttl_ms:
                 self._stop_all(lease_lost=True)
+            if time.monotonic() >= self._next_trim:
+                self._next_trim = time.monotonic() + memory.TRIM_INTERVAL_SECONDS
+                memory.trim()
             await asyncio.sleep(self.settings.heartbeat_seconds)
 
     async def _heartbeat(self) -> None:
