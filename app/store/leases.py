@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.tables import executor_leases, in_list, job_leases
@@ -123,21 +122,8 @@ async def claim(
     conn: AsyncConnection, job_id: str, *, node: str, incarnation: str, now_ms: int, ttl_ms: int
 ) -> Fence | None:
     """Take the lease of a job that has none; None if another node holds it."""
-    try:
-        async with conn.begin_nested():
-            await conn.execute(
-                insert(job_leases).values(
-                    job_id=job_id,
-                    node=node,
-                    incarnation=incarnation,
-                    token=1,
-                    expires_at_ms=now_ms + ttl_ms,
-                    released=False,
-                )
-            )
-    except IntegrityError:
-        return None
-    return Fence(incarnation, 1)
+    fences = await claim_many(conn, [job_id], node=node, incarnation=incarnation, now_ms=now_ms, ttl_ms=ttl_ms)
+    return fences.get(job_id)
 
 
 async def take_over(
