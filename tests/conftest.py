@@ -8,6 +8,8 @@ Postgres is required: if it cannot be reached the tests fail, they never skip.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +26,32 @@ from app.store.tables import event_positions, metadata
 
 PG_ADMIN_DSN = os.environ.get("MIRROR_NEURON_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ("sqlite", "postgres")
+_REAL_HOME = pytest.StashKey[tuple[str | None, str]]()  # (the real HOME, the session's empty one)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the whole session, and every node and executor it starts, an empty home directory.
+
+    String commands run as `bash -lc` (SPEC §7.5.3), so bash sources the login profile of $HOME.
+    The machine's own profile must not change what the tests observe: on the CI machine it runs
+    `pyenv init`, whose `pyenv rehash` writes to stderr and waits up to 60 s on a lock file that a
+    process group killed mid-rehash (the timeout and cancel tests do that) leaves behind.
+    """
+    home = tempfile.mkdtemp(prefix="mn-test-home-")
+    config.stash[_REAL_HOME] = (os.environ.get("HOME"), home)
+    os.environ["HOME"] = home
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Restore HOME and remove the session's empty home directory."""
+    real, home = config.stash.get(_REAL_HOME, (None, None))
+    if home is None:
+        return
+    if real is None:
+        os.environ.pop("HOME", None)
+    else:
+        os.environ["HOME"] = real
+    shutil.rmtree(home, ignore_errors=True)
 
 
 def _pg_url(dsn: str, name: str) -> str:
