@@ -17,6 +17,7 @@ import pytest
 
 from app.domain.executor import ExecutorSettings, executor_settings
 from app.domain.manifest import Upload
+from app.runtime import executor as executor_module
 from app.runtime.executor import AttemptOutcome, AttemptRequest, run_attempt
 
 JOB_ID = "flow_v1-1711623600000-1c50c86dc919"
@@ -292,6 +293,37 @@ async def test_start_failure(tmp_path: Path) -> None:
     assert _staging_left(tmp_path) == []
 
 
+@pytest.mark.parametrize("start", ["setpriv", "preexec hook", "asyncio subprocess"])
+async def test_every_start_path_runs_and_captures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, start: str
+) -> None:
+    """setpriv (Linux), a preexec hook (no setpriv), asyncio's subprocesses (no pidfd_open)."""
+    if start != "setpriv":
+        monkeypatch.setattr(executor_module, "_SETPRIV", None)
+    if start == "asyncio subprocess":
+        monkeypatch.delattr(os, "pidfd_open")
+    outcome = await run_attempt(_request(tmp_path, {"command": "echo out; echo err >&2; exit 3"}))
+    assert (outcome.exit_code, outcome.run_result["stdout"], outcome.run_result["stderr"]) == (3, "out\n", "err\n")
+    assert outcome.error == "command exited with status 3"
+
+
+async def test_start_failure_of_a_program_not_on_path(tmp_path: Path) -> None:
+    outcome = await run_attempt(_request(tmp_path, {"command": ["no-such-program-mn", "x"]}))
+    assert outcome.error == "failed to start command: [Errno 2] No such file or directory: 'no-such-program-mn'"
+    assert outcome.exit_code is None and outcome.transient is False
+
+
+async def test_relative_program_runs_from_the_workdir(tmp_path: Path) -> None:
+    (tmp_path / "payloads" / "tool").mkdir(parents=True)
+    script = tmp_path / "payloads" / "tool" / "hello.sh"
+    script.write_text("#!/bin/sh\necho \"hello $1\"\n")
+    script.chmod(0o755)
+    config = {"command": ["./hello.sh", "there"], "workdir": "/sandbox/job/tool"}
+    outcome = await run_attempt(_request(tmp_path, config, uploads=[Upload("tool", "tool")]))
+    assert outcome.ok, outcome.error
+    assert outcome.run_result["stdout"] == "hello there\n"
+
+
 async def test_environment_scrubbed_and_extended(tmp_path: Path) -> None:
     base_env = {
         "PATH": os.environ["PATH"],
@@ -502,15 +534,20 @@ from app.runtime.executor import AttemptRequest, run_attempt
 settings = executor_settings({"command": ["bash", "-c", "echo $$ > " + sys.argv[1] + "; exec sleep 30"]}, 60)
 request = AttemptRequest("j", "a", "executor", "generic", settings, [], {}, {}, {}, None, "n", sys.argv[2],
                          1024, {"PATH": "/usr/bin:/bin"})
-asyncio.run(run_attempt(request))
+if sys.argv[3] == "uvloop":
+    import uvloop
+    uvloop.run(run_attempt(request))
+else:
+    asyncio.run(run_attempt(request))
 """
 
 
-async def test_command_dies_with_a_killed_node(tmp_path: Path) -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])  # serve and worker run on uvloop
+async def test_command_dies_with_a_killed_node(tmp_path: Path, loop: str) -> None:
     pid_file = tmp_path / "command.pid"
     (tmp_path / "temp").mkdir()
     node = await asyncio.create_subprocess_exec(
-        PYTHON, "-c", HELPER, str(pid_file), str(tmp_path / "temp"), cwd=str(Path(__file__).parents[2])
+        PYTHON, "-c", HELPER, str(pid_file), str(tmp_path / "temp"), loop, cwd=str(Path(__file__).parents[2])
     )
     command = int(await _wait_for_file(pid_file, timeout=10))
     assert _alive(command)
