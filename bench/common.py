@@ -307,7 +307,11 @@ class RssSampler:
 
 
 class Profiler:
-    """`py-spy record` attached to a process, when --profile DIR is given."""
+    """`py-spy record` attached to a process, when --profile DIR is given.
+
+    Writes collapsed stacks (`<name>.folded`, one `frame;frame;... count` line per stack): text that
+    `python -m bench.profile` summarises and any flame graph tool (py-spy's, inferno, speedscope) draws.
+    """
 
     def __init__(self, cfg: Config, pid: int, name: str) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
@@ -315,9 +319,9 @@ class Profiler:
             return
         exe = shutil.which("py-spy") or str(Path(PYTHON).with_name("py-spy"))
         cfg.profile_dir.mkdir(parents=True, exist_ok=True)
-        out = cfg.profile_dir / f"{name}.svg"
+        out = cfg.profile_dir / f"{name}.folded"
         self.proc = subprocess.Popen(
-            [exe, "record", "--pid", str(pid), "--rate", "250", "--nonblocking", "-o", str(out)],
+            [exe, "record", "--pid", str(pid), "--rate", "250", "--nonblocking", "--format", "raw", "-o", str(out)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         log(f"profiling pid {pid} into {out}")
