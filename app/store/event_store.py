@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, and_, insert, select, update
+from sqlalchemy import Row, and_, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -86,6 +86,16 @@ def seal(
     return _seal(stream_id, job_id, head, new_events, now_ms)
 
 
+# Built once (every command runs them): see projector._SELECT_JOB.
+_TAKE_POSITIONS = (
+    update(event_positions)
+    .where(event_positions.c.id == 1)
+    .values(last_position=event_positions.c.last_position + bindparam("b_count"))
+    .returning(event_positions.c.last_position)
+)
+_INSERT_EVENTS = insert(events)
+
+
 async def insert_sealed(conn: AsyncConnection, sealed: Sequence[Event]) -> list[Event]:
     """Insert sealed events with their global positions; raise ConcurrencyConflict on a taken key.
 
@@ -97,12 +107,7 @@ async def insert_sealed(conn: AsyncConnection, sealed: Sequence[Event]) -> list[
     """
     if not sealed:
         return []
-    result = await conn.execute(
-        update(event_positions)
-        .where(event_positions.c.id == 1)
-        .values(last_position=event_positions.c.last_position + len(sealed))
-        .returning(event_positions.c.last_position)
-    )
+    result = await conn.execute(_TAKE_POSITIONS, {"b_count": len(sealed)})
     first = result.scalar_one() - len(sealed) + 1
     registry = upcasting.current_registry()
     recorded = [
@@ -126,7 +131,7 @@ async def insert_sealed(conn: AsyncConnection, sealed: Sequence[Event]) -> list[
         for e in recorded
     ]
     try:
-        await conn.execute(insert(events), rows)
+        await conn.execute(_INSERT_EVENTS, rows)
     except IntegrityError as exc:
         raise ConcurrencyConflict(sealed[0].stream_id) from exc
     return recorded

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -34,24 +34,28 @@ class LeaseLost(Exception):
     """The node no longer holds the job's lease: it must stop the job without writing."""
 
 
+# Built once (every fenced command runs it): see projector._SELECT_JOB.
+_FENCE = select(job_leases.c.token).where(
+    and_(
+        job_leases.c.job_id == bindparam("b_job_id"),
+        job_leases.c.incarnation == bindparam("b_incarnation"),
+        job_leases.c.token == bindparam("b_token"),
+        job_leases.c.released.is_(False),
+        job_leases.c.expires_at_ms > bindparam("b_now"),
+    )
+)
+_FENCE_FOR_SHARE = _FENCE.with_for_update(read=True)
+
+
 async def check_fence(conn: AsyncConnection, job_id: str, fence: Fence, now_ms: int) -> None:
     """Raise LeaseLost unless `fence` is the job's current, unexpired, unreleased lease.
 
     On Postgres the lease row is read FOR SHARE: a take-over (an UPDATE of that row) waits until
     this transaction ends, so a node can never commit a step after another node took the job.
     """
-    query = select(job_leases.c.token).where(
-        and_(
-            job_leases.c.job_id == job_id,
-            job_leases.c.incarnation == fence.incarnation,
-            job_leases.c.token == fence.token,
-            job_leases.c.released.is_(False),
-            job_leases.c.expires_at_ms > now_ms,
-        )
-    )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(read=True)
-    if (await conn.execute(query)).first() is None:
+    query = _FENCE_FOR_SHARE if conn.dialect.name == "postgresql" else _FENCE
+    values = {"b_job_id": job_id, "b_incarnation": fence.incarnation, "b_token": fence.token, "b_now": now_ms}
+    if (await conn.execute(query, values)).first() is None:
         raise LeaseLost(job_id)
 
 

@@ -172,7 +172,12 @@ def in_list(column: Any, values: Collection[Any]) -> Any:
     them; padding (repeating the last value, which changes no result) leaves a handful of
     lengths per query.
     """
+    return column.in_(padded(values))
+
+
+def padded(values: Collection[Any]) -> list[Any]:
+    """The values of an IN list padded to a power-of-two length (see `in_list`), for an expanding bindparam."""
     items = list(values)
     if items:
         items.extend([items[-1]] * ((1 << (len(items) - 1).bit_length()) - len(items)))
-    return column.in_(items)
+    return items
