@@ -12,9 +12,9 @@ import msgspec
 from litestar import Controller, Response, get
 from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.response import Stream
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.domain.events import Event
 from app.http import params
 from app.http.context import Api, ApiDep
 from app.http.errors import ApiError, job_not_found
@@ -27,7 +27,7 @@ from app.http.schemas import (
     text_parameter,
 )
 from app.store import read_model
-from app.store.event_store import read_job_events, read_stream
+from app.store.event_store import api_record, read_job_event_rows, read_stream_rows
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ _MEDIA_TYPES = {NDJSON: "application/x-ndjson", SSE: "text/event-stream"}
 _KEEPALIVES = {NDJSON: b"\n", SSE: b": keep-alive\n\n"}
 
 # A batch read: the events after a cursor, and whether the stream is over (job gone or terminal).
-BatchReader = Callable[[AsyncConnection, int, int], Awaitable[tuple[list[Event], bool]]]
+BatchReader = Callable[[AsyncConnection, int, int], Awaitable[tuple[list[Row[Any]], bool]]]
 
 
 @dataclass(frozen=True)
@@ -84,12 +84,12 @@ def feed_query(
     return FeedQuery(start if resume is None else resume, size, following, mode)
 
 
-def _event_json(event: Event) -> bytes:
+def _event_json(event: Row[Any]) -> bytes:
     # msgspec, the encoder of the JSON representation too (Litestar), and much cheaper than json.dumps.
-    return msgspec.json.encode(event.to_api())
+    return msgspec.json.encode(api_record(event))
 
 
-def _frame(mode: str, event: Event, cursor: int) -> bytes:
+def _frame(mode: str, event: Row[Any], cursor: int) -> bytes:
     if mode == NDJSON:
         return _event_json(event) + b"\n"
     kind = event.type.replace("\r", " ").replace("\n", " ")
@@ -97,7 +97,7 @@ def _frame(mode: str, event: Event, cursor: int) -> bytes:
 
 
 async def frames(
-    api: ApiDep, query: FeedQuery, read: BatchReader, cursor_of: Callable[[Event], int]
+    api: ApiDep, query: FeedQuery, read: BatchReader, cursor_of: Callable[[Row[Any]], int]
 ) -> AsyncIterator[bytes]:
     """NDJSON lines or SSE frames in order, with no gap and no duplicate; `follow` tails new events."""
     # Every poll continues strictly after the last event sent. A job stream's appends are
@@ -137,22 +137,22 @@ async def frames(
 
 
 def _job_reader(job_id: str) -> BatchReader:
-    async def read(conn: AsyncConnection, after: int, size: int) -> tuple[list[Event], bool]:
+    async def read(conn: AsyncConnection, after: int, size: int) -> tuple[list[Row[Any]], bool]:
         tip = await read_model.stream_tip(conn, job_id)
         if tip is None:
             return [], True
-        batch = await read_stream(conn, job_id, after=min(after, MAX_SEQUENCE), limit=size)
+        batch = await read_stream_rows(conn, job_id, after=min(after, MAX_SEQUENCE), limit=size)
         last = batch[-1].sequence if batch else after
         return batch, tip.terminal and last >= tip.last_sequence
 
     return read
 
 
-async def _feed_reader(conn: AsyncConnection, after: int, size: int) -> tuple[list[Event], bool]:
-    return await read_job_events(conn, after=min(after, MAX_POSITION), limit=size), False
+async def _feed_reader(conn: AsyncConnection, after: int, size: int) -> tuple[list[Row[Any]], bool]:
+    return await read_job_event_rows(conn, after=min(after, MAX_POSITION), limit=size), False
 
 
-def _stream(api: Api, query: FeedQuery, read: BatchReader, cursor_of: Callable[[Event], int]) -> Stream:
+def _stream(api: Api, query: FeedQuery, read: BatchReader, cursor_of: Callable[[Row[Any]], int]) -> Stream:
     return Stream(
         frames(api, query, read, cursor_of),
         media_type=_MEDIA_TYPES[query.mode],
@@ -160,12 +160,12 @@ def _stream(api: Api, query: FeedQuery, read: BatchReader, cursor_of: Callable[[
     )
 
 
-def _sequence(event: Event) -> int:
-    return event.sequence
+def _sequence(event: Row[Any]) -> int:
+    return int(event.sequence)
 
 
-def _position(event: Event) -> int:
-    return event.position
+def _position(event: Row[Any]) -> int:
+    return int(event.position)
 
 
 _STREAM_NOTE = " (application/x-ndjson and text/event-stream by Accept)"
@@ -211,11 +211,11 @@ class EventsController(Controller):
             if query.mode != JSON:
                 return _stream(api, query, _job_reader(job_id), _sequence)
             wanted = None if query.limit is None else query.limit + 1
-            found = await read_stream(conn, job_id, after=min(query.after, MAX_SEQUENCE), limit=wanted)
+            found = await read_stream_rows(conn, job_id, after=min(query.after, MAX_SEQUENCE), limit=wanted)
         page = found if query.limit is None else found[: query.limit]
         more = query.limit is not None and len(found) > query.limit
         return Response(
-            {"data": [e.to_api() for e in page], "next_after": page[-1].sequence if more and page else None}
+            {"data": [api_record(e) for e in page], "next_after": page[-1].sequence if more and page else None}
         )
 
     @get(
@@ -241,7 +241,7 @@ class EventsController(Controller):
             return _stream(api, query, _feed_reader, _position)
         async with api.db.read() as conn:
             start = min(query.after, MAX_POSITION)
-            page = await read_job_events(conn, after=start, limit=query.limit or 100)
+            page = await read_job_event_rows(conn, after=start, limit=query.limit or 100)
         return Response(
-            {"data": [e.to_api() for e in page], "next_after": page[-1].position if page else None}
+            {"data": [api_record(e) for e in page], "next_after": page[-1].position if page else None}
         )

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from sqlalchemy import Row, and_, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -154,6 +155,14 @@ async def read_stream(
     conn: AsyncConnection, stream_id: str, *, after: int = 0, limit: int | None = None, newest_first: bool = False
 ) -> list[Event]:
     """Events of one stream with sequence > after, in sequence order (or newest first)."""
+    rows = await read_stream_rows(conn, stream_id, after=after, limit=limit, newest_first=newest_first)
+    return [row_to_event(r) for r in rows]
+
+
+async def read_stream_rows(
+    conn: AsyncConnection, stream_id: str, *, after: int = 0, limit: int | None = None, newest_first: bool = False
+) -> list[Row[Any]]:
+    """`read_stream` as `events` rows, the payload still its stored JSON text (see `api_record`)."""
     order = events.c.sequence.desc() if newest_first else events.c.sequence.asc()
     query = (
         select(events)
@@ -162,13 +171,20 @@ async def read_stream(
     )
     if limit is not None:
         query = query.limit(limit)
-    return [row_to_event(r) for r in (await conn.execute(query)).all()]
+    return list((await conn.execute(query)).all())
 
 
 async def read_job_events(
     conn: AsyncConnection, *, after: int = 0, limit: int | None = None
 ) -> list[Event]:
     """Job-stream events with position > after, in position order (the global feed)."""
+    return [row_to_event(r) for r in await read_job_event_rows(conn, after=after, limit=limit)]
+
+
+async def read_job_event_rows(
+    conn: AsyncConnection, *, after: int = 0, limit: int | None = None
+) -> list[Row[Any]]:
+    """`read_job_events` as `events` rows, the payload still its stored JSON text (see `api_record`)."""
     query = (
         select(events)
         .where(and_(events.c.position > after, events.c.job_id.is_not(None)))
@@ -176,4 +192,24 @@ async def read_job_events(
     )
     if limit is not None:
         query = query.limit(limit)
-    return [row_to_event(r) for r in (await conn.execute(query)).all()]
+    return list((await conn.execute(query)).all())
+
+
+def api_record(row: Row[Any]) -> dict[str, Any]:
+    """The SPEC §2.20 Event record of an `events` row (the keys of `Event.to_api`), payload as stored.
+
+    The payload column holds the payload's canonical JSON; it goes out as `msgspec.Raw`, which
+    the API's encoder (msgspec, Litestar's too) writes as is. Decoding it only to encode it again
+    was most of the time of a large event page (50,000 events: 0.5 s of 0.9 s).
+    """
+    return {
+        "sequence": row.sequence,
+        "position": row.position,
+        "event_id": row.event_id,
+        "job_id": row.job_id,
+        "type": row.type,
+        "timestamp": row.timestamp,
+        "agent_id": row.agent_id,
+        "payload": msgspec.Raw(row.payload.encode()),
+        "hash": row.hash,
+    }

@@ -24,7 +24,7 @@ from sqlalchemy.sql import ColumnElement
 from app.domain import bundle as bundle_views
 from app.domain.canonical import canonical_json, format_ms
 from app.domain.events import ALL_STATUSES, TERMINAL_STATUSES
-from app.store.event_store import read_stream
+from app.store.event_store import api_record, read_stream_rows
 from app.store.tables import agents, bundles, executor_leases, in_list, job_leases, jobs, nodes
 
 RECENT_EVENTS = 25
@@ -294,7 +294,7 @@ async def job_details(conn: AsyncConnection, job_id: str, *, now_ms: int) -> dic
         and a.inflight_message_id is not None
         and row.status not in TERMINAL_STATUSES
     )
-    recent = await read_stream(conn, job_id, limit=RECENT_EVENTS, newest_first=True)
+    recent = await read_stream_rows(conn, job_id, limit=RECENT_EVENTS, newest_first=True)
     return {
         "job": _job_record(row),
         "summary": _summary(row, live, active),
@@ -302,7 +302,7 @@ async def job_details(conn: AsyncConnection, job_id: str, *, now_ms: int) -> dic
             _agent_summary(a, job_status=row.status, node=row.node, live=live, heartbeat=heartbeat)
             for a in agent_rows
         ],
-        "recent_events": [e.to_api() for e in recent],
+        "recent_events": [api_record(e) for e in recent],
         "sandboxes": _sandboxes(agent_rows),
     }
 
