@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import msgspec
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -37,6 +40,21 @@ async def test_sequences_positions_and_hash_chain(db: Database) -> None:
     async with db.read() as conn:
         stored = await event_store.read_stream(conn, "s1")
     assert stored == recorded
+
+
+async def test_api_records_of_rows_equal_the_decoded_events(db: Database) -> None:
+    """The event pages send payloads as stored (msgspec.Raw): same record, same key order as Event.to_api."""
+    async with db.write() as conn:
+        payloads = [{"z": [1, 2.5, None], "a": {"ü": "ä\u2028"}, "n": -3}, {}]
+        sealed = event_store.seal("s1", "s1", StreamHead(), [NewEvent("custom", p, "agent") for p in payloads], 1)
+        recorded = await event_store.insert_sealed(conn, sealed)
+    async with db.read() as conn:
+        rows = await event_store.read_stream_rows(conn, "s1")
+        feed = await event_store.read_job_event_rows(conn)
+    for source in (rows, feed):
+        records = [json.loads(msgspec.json.encode(event_store.api_record(r))) for r in source]
+        assert records == [e.to_api() for e in recorded]
+        assert [list(r) for r in records] == [list(e.to_api()) for e in recorded]
 
 
 async def test_conflicting_sequence_is_refused(db: Database) -> None:
