@@ -261,9 +261,12 @@ class Node:
             self.fenced_out.set()
             return
         self._last_renewal = now
-        for job_id, runner in list(self.runners.items()):
-            if held.get(job_id) != runner.fence.token and not runner.job.terminal:
-                runner.stop(lease_lost=True)
+        gone = [
+            runner
+            for job_id, runner in list(self.runners.items())
+            if held.get(job_id) != runner.fence.token and not runner.job.terminal
+        ]
+        await asyncio.gather(*(runner.lease_gone() for runner in gone))
         await self.registry.expire(self.name, self.ttl_ms)
 
     def _stop_all(self, *, lease_lost: bool) -> None:

@@ -10,6 +10,7 @@ step can never be recorded twice (SPEC §8.4).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -198,7 +199,7 @@ class JobRunner:
             try:
                 await self._step(agent, agent.queue[0], agent.processed)
             except LeaseLost:
-                self.stop(lease_lost=True)
+                await self.lease_gone()
                 return
             except Rejected:
                 await self.sync()
@@ -213,6 +214,21 @@ class JobRunner:
                 await self._fail_unexpected(agent, exc)
             if (self.job.last_sequence, agent.processed) == before:
                 await asyncio.sleep(self.ctx.settings.poll_interval_ms / 1000)
+
+    async def lease_gone(self) -> None:
+        """Stop: a commit or the heartbeat found the job's lease gone.
+
+        Either the job ended (a cancel or cleanup through any node's API drops the lease in the
+        terminal commit) or another node took it over. Reading is allowed without the lease; only
+        a take-over is reported as a lost lease.
+        """
+        with contextlib.suppress(Exception):
+            await self.sync()  # a terminal event stops the runner (see _changed)
+        if self.job.terminal and self.job.node == self.ctx.node_name:
+            log.info("%s ended (%s) through the API; stopping it, its unfinished step dropped", self.job_id, self.job.status)
+            self.stop()
+        else:
+            self.stop(lease_lost=True)
 
     async def _fail_unexpected(self, agent: AgentRuntime, exc: Exception) -> None:
         """An exception while handling a message fails the job (SPEC §7.1); it is never retried."""

@@ -76,3 +76,41 @@ async def test_runner_without_its_lease_cannot_commit(
     # Node A's run was interrupted by nothing: its sandbox_job_completed must not be in the log.
     assert sum(1 for e in recorded if e["type"] == "sandbox_job_completed") == 1
     assert compare_with_api(recorded, details) == []
+
+
+async def test_api_cancel_of_a_running_step_is_not_a_lost_lease(
+    database_url: str, db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cancel through another process's API drops the job lease; the step that ends next finds
+    its commit refused. The runner must recognise its own job's end: no 'lost the lease' warning,
+    which is kept for a take-over by another node (the test above)."""
+    manifest = {
+        "manifest_version": "1", "graph_id": "cancelled", "entrypoints": ["work"],
+        "nodes": [{"node_id": "work", "agent_type": "executor", "config": {"command": "sleep 1"}}],
+    }
+    # A slow poll: the runner learns of the cancel only from its refused commit.
+    node = Node(node_settings(database_url, tmp_path, poll_interval_ms=10_000), db, Service(db))
+    api_db = Database(database_url)
+    app = create_app(node.settings, api_db, Service(api_db), node_name="api")
+    await node.start()
+    caplog.set_level(logging.INFO, logger="app.runtime.runner")
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            job_id = (await client.post("/api/v1/jobs", json=manifest)).json()["job_id"]
+            node._wake.set()  # the submission came through another process: no wake-up of its own
+            while not any(
+                e["type"] == "executor_lease_acquired"
+                for e in (await client.get(f"/api/v1/jobs/{job_id}/events")).json()["data"]
+            ):
+                await asyncio.sleep(0.05)
+            runner = node.runners[job_id]
+            assert (await client.post(f"/api/v1/jobs/{job_id}/cancel")).status_code == 200
+            await asyncio.wait_for(runner.done.wait(), timeout=15)
+            events = (await client.get(f"/api/v1/jobs/{job_id}/events")).json()["data"]
+    finally:
+        await node.stop()
+        await api_db.dispose()
+    assert events[-1]["type"] == "job_cancelled"
+    assert not any(e["type"] == "sandbox_job_completed" for e in events)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == []
