@@ -163,15 +163,23 @@ async def read_stream_rows(
     conn: AsyncConnection, stream_id: str, *, after: int = 0, limit: int | None = None, newest_first: bool = False
 ) -> list[Row[Any]]:
     """`read_stream` as `events` rows, the payload still its stored JSON text (see `api_record`)."""
+    query = _STREAM[(newest_first, limit is not None)]
+    values = {"b_stream_id": stream_id, "b_after": after, "b_limit": limit}
+    return list((await conn.execute(query, values)).all())
+
+
+def _stream_query(*, newest_first: bool, limited: bool) -> Any:
     order = events.c.sequence.desc() if newest_first else events.c.sequence.asc()
     query = (
         select(events)
-        .where(and_(events.c.stream_id == stream_id, events.c.sequence > after))
+        .where(and_(events.c.stream_id == bindparam("b_stream_id"), events.c.sequence > bindparam("b_after")))
         .order_by(order)
     )
-    if limit is not None:
-        query = query.limit(limit)
-    return list((await conn.execute(query)).all())
+    return query.limit(bindparam("b_limit")) if limited else query
+
+
+# Built once (GET /jobs/{id}, every event page, every runner sync): see projector._SELECT_JOB.
+_STREAM = {(n, lim): _stream_query(newest_first=n, limited=lim) for n in (False, True) for lim in (False, True)}
 
 
 async def read_job_events(
