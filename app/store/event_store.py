@@ -87,7 +87,7 @@ def seal(
     return _seal(stream_id, job_id, head, new_events, now_ms)
 
 
-# Built once (every command runs them): see projector._SELECT_JOB.
+# Built once (every command runs them): see projector.SELECT_JOB.
 _TAKE_POSITIONS = (
     update(event_positions)
     .where(event_positions.c.id == 1)
@@ -178,7 +178,7 @@ def _stream_query(*, newest_first: bool, limited: bool) -> Any:
     return query.limit(bindparam("b_limit")) if limited else query
 
 
-# Built once (GET /jobs/{id}, every event page, every runner sync): see projector._SELECT_JOB.
+# Built once (GET /jobs/{id}, every event page, every runner sync): see projector.SELECT_JOB.
 _STREAM = {(n, lim): _stream_query(newest_first=n, limited=lim) for n in (False, True) for lim in (False, True)}
 
 

@@ -34,7 +34,7 @@ class LeaseLost(Exception):
     """The node no longer holds the job's lease: it must stop the job without writing."""
 
 
-# Built once (every fenced command runs it): see projector._SELECT_JOB.
+# Built once (every fenced command runs it): see projector.SELECT_JOB.
 _FENCE = select(job_leases.c.token).where(
     and_(
         job_leases.c.job_id == bindparam("b_job_id"),

@@ -62,8 +62,8 @@ def row_to_agent(row: Row[Any]) -> AgentView:
 # Built once: a statement constructed per call costs SQLAlchemy its construction, coercions and a
 # fresh cache key every time (in a profiled 200-executor fan-out, `save` alone, which built its
 # UPDATEs per call, was 13 % of the node's CPU).
-_SELECT_JOB = select(jobs).where(jobs.c.job_id == bindparam("b_job_id"))
-_SELECT_JOB_FOR_UPDATE = _SELECT_JOB.with_for_update()
+SELECT_JOB = select(jobs).where(jobs.c.job_id == bindparam("b_job_id"))
+_SELECT_JOB_FOR_UPDATE = SELECT_JOB.with_for_update()
 _SELECT_AGENTS = select(agents).where(
     and_(agents.c.job_id == bindparam("b_job_id"), agents.c.agent_id.in_(bindparam("b_agent_ids", expanding=True)))
 )
@@ -71,7 +71,7 @@ _SELECT_AGENTS = select(agents).where(
 
 async def load_job(conn: AsyncConnection, job_id: str, *, lock: bool) -> JobView | None:
     """Load a job row; with `lock`, hold its row lock (Postgres) until the transaction ends."""
-    query = _SELECT_JOB_FOR_UPDATE if lock and conn.dialect.name == "postgresql" else _SELECT_JOB
+    query = _SELECT_JOB_FOR_UPDATE if lock and conn.dialect.name == "postgresql" else SELECT_JOB
     row = (await conn.execute(query, {"b_job_id": job_id})).first()
     return None if row is None else row_to_job(row)
 

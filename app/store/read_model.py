@@ -25,6 +25,7 @@ from app.domain import bundle as bundle_views
 from app.domain.canonical import canonical_json, format_ms
 from app.domain.events import ALL_STATUSES, TERMINAL_STATUSES
 from app.store.event_store import api_record, read_stream_rows
+from app.store.projector import SELECT_JOB
 from app.store.tables import agents, bundles, executor_leases, in_list, job_leases, jobs, nodes
 
 RECENT_EVENTS = 25
@@ -274,7 +275,6 @@ def _sandboxes(agent_rows: Iterable[Row[Any]]) -> list[dict[str, Any]]:
 # The statements of the one-job routes, built once (like the stream read, event_store._STREAM):
 # constructing them per request was a third of the CPU of GET /jobs/{id} (817 → 1,227 req/s at
 # 32 clients, bench reads on Postgres).
-_JOB = select(jobs).where(jobs.c.job_id == bindparam("b_job_id"))
 _AGENTS_OF_JOB = select(agents).where(agents.c.job_id == bindparam("b_job_id"))
 _STATUS = select(jobs.c.status).where(jobs.c.job_id == bindparam("b_job_id"))
 _TIP = select(jobs.c.status, jobs.c.last_sequence).where(jobs.c.job_id == bindparam("b_job_id"))
@@ -288,7 +288,7 @@ async def _heartbeat(conn: AsyncConnection, node: str) -> str | None:
 
 async def job_details(conn: AsyncConnection, job_id: str, *, now_ms: int) -> dict[str, Any] | None:
     """The §2.9 details of a job (job, summary, agents, recent_events, sandboxes); None if unknown."""
-    row = (await conn.execute(_JOB, {"b_job_id": job_id})).first()
+    row = (await conn.execute(SELECT_JOB, {"b_job_id": job_id})).first()
     if row is None:
         return None
     agent_rows = sorted(

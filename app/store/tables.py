@@ -166,11 +166,11 @@ executor_leases = Table(
 def in_list(column: Any, values: Collection[Any]) -> Any:
     """`column IN (values)`, with the list padded to a power-of-two length.
 
-    Each length of an IN list is a different SQL text, and every connection keeps a prepared
-    statement per text (asyncpg). Lists whose length follows the number of jobs or agents in
-    play made a worker prepare new statements for as long as it ran, and its memory grew with
-    them; padding (repeating the last value, which changes no result) leaves a handful of
-    lengths per query.
+    Each length of an IN list is a different SQL text, and every pooled connection prepares and
+    caches a statement per text (asyncpg). Lists whose length follows the number of jobs or
+    agents in play kept a worker preparing new statements for as long as it ran; padding
+    (repeating the last value, which changes no result) leaves a handful of lengths per query.
+    (The soak's memory growth had another cause: see app/runtime/memory.py.)
     """
     return column.in_(padded(values))
 
