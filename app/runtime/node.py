@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 
 from app.config import Settings
 from app.domain import events as ev
@@ -40,11 +40,43 @@ from app.store import event_store, leases
 from app.store.database import Database, is_unavailable
 from app.store.leases import Fence, TakenLease
 from app.store.nodes import NodeRow, heartbeat
-from app.store.tables import bundles, executor_leases, in_list, job_leases, jobs
+from app.store.tables import any_of, bundles, executor_leases, id_list, in_list, job_leases, jobs, per_dialect
 
 log = logging.getLogger(__name__)
 
 RECOVERABLE = ("running", "paused")
+ADMIT_PAGE = 500
+
+# Built once (the scheduler runs them on every poll and wake-up): see projector.SELECT_JOB.
+_PENDING = (
+    select(jobs.c.job_id).where(jobs.c.status == "pending")
+    .order_by(jobs.c.submitted_at, jobs.c.job_id).limit(ADMIT_PAGE)
+)
+_ANY_QUEUED = select(jobs.c.job_id).where(jobs.c.status == "queued").limit(1)
+_QUEUED = (
+    select(jobs.c.job_id).where(jobs.c.status == "queued")
+    .order_by(jobs.c.updated_at, jobs.c.job_id).limit(bindparam("b_free"))
+)
+# Several nodes claim at once: each skips the rows another is claiming.
+_QUEUED_SKIP_LOCKED = _QUEUED.with_for_update(skip_locked=True)
+# Outer join: a running job whose lease row is gone altogether is recoverable too.
+_RECOVERABLE = (
+    select(jobs.c.job_id, jobs.c.node, job_leases.c.job_id.label("leased"))
+    .select_from(jobs.outerjoin(job_leases, jobs.c.job_id == job_leases.c.job_id))
+    .where(
+        and_(
+            jobs.c.status.in_(RECOVERABLE),
+            or_(
+                job_leases.c.job_id.is_(None),
+                job_leases.c.released.is_(True),
+                job_leases.c.expires_at_ms <= bindparam("b_now"),
+            ),
+        )
+    )
+    .order_by(job_leases.c.expires_at_ms)
+    .limit(bindparam("b_free"))
+)
+_HEADS = per_dialect(lambda d: select(jobs.c.job_id, jobs.c.last_sequence).where(any_of(jobs.c.job_id, "b_job_ids", d)))
 BUNDLE_TICK_SECONDS = 5.0
 
 
@@ -106,6 +138,7 @@ class Node:
         self.fenced_out = asyncio.Event()
         self._wake = asyncio.Event()
         self._dirty: set[str] = set()
+        self._admit_due = False  # this process recorded a submit since the last admission
         self._tasks: list[asyncio.Task[None]] = []
         self._last_renewal = 0
         self._bundle_checks: dict[str, int] = {}
@@ -175,7 +208,10 @@ class Node:
     def _on_commit(self, stream_id: str, recorded: list[Any]) -> None:
         """The API of this process appended something: react now instead of at the next poll."""
         for event in recorded:
-            if event.type == ev.JOB_SUBMITTED or event.type == ev.JOB_QUEUED:
+            if event.type == ev.JOB_SUBMITTED:
+                self._admit_due = True
+                self._wake.set()
+            elif event.type == ev.JOB_QUEUED:
                 self._wake.set()
             elif stream_id in self.runners and (
                 event.type in (ev.JOB_PAUSED, ev.JOB_RESUMED, ev.JOB_CANCELLED)
@@ -277,13 +313,18 @@ class Node:
 
     async def _schedule_loop(self) -> None:
         interval = self.settings.poll_interval_ms / 1000
+        next_poll = time.monotonic() + interval
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
+                async with asyncio.timeout(max(next_poll - time.monotonic(), 0)):
                     await self._wake.wait()
             self._wake.clear()
             try:
-                await self.tick()
+                if time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + interval
+                    await self.tick()
+                else:
+                    await self._react()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -299,6 +340,20 @@ class Node:
         await self._recover()
         await self._claim()
 
+    async def _react(self) -> None:
+        """A wake-up between two polls: act on what this process's own commits announced.
+
+        A submit asks for admission, an admission or a finished job for a claim, a pause, cancel
+        or external message for a sync of that runner. What other processes write, and leases
+        that expire, wait for the poll (`tick`): querying for them on every wake-up had cost a
+        busy node four extra queries per job.
+        """
+        self._forget_finished()
+        await self._sync_dirty()
+        if self._admit_due:
+            await self._admit()
+        await self._claim()
+
     def _forget_finished(self) -> None:
         for job_id in [j for j, r in self.runners.items() if r.done.is_set()]:
             del self.runners[job_id]
@@ -311,11 +366,11 @@ class Node:
             return
         ids = list(self.runners)
         heads: dict[str, int] = {}
+        dialect = self.db.dialect
         async with self.db.read() as conn:
             for start in range(0, len(ids), 500):
-                rows = await conn.execute(
-                    select(jobs.c.job_id, jobs.c.last_sequence).where(in_list(jobs.c.job_id, ids[start : start + 500]))
-                )
+                values = {"b_job_ids": id_list(dialect, ids[start : start + 500])}
+                rows = await conn.execute(_HEADS[dialect], values)
                 heads.update({r.job_id: r.last_sequence for r in rows})
         dirty, self._dirty = self._dirty, set()
         stale = []
@@ -326,15 +381,15 @@ class Node:
                 stale.append(runner.sync())
         await asyncio.gather(*stale, return_exceptions=True)
 
+    async def _sync_dirty(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        runners = [self.runners[job_id] for job_id in dirty if job_id in self.runners]
+        await asyncio.gather(*(runner.sync() for runner in runners), return_exceptions=True)
+
     async def _admit(self) -> None:
+        self._admit_due = False
         async with self.db.read() as conn:
-            pending = [
-                r.job_id
-                for r in await conn.execute(
-                    select(jobs.c.job_id).where(jobs.c.status == "pending")
-                    .order_by(jobs.c.submitted_at, jobs.c.job_id).limit(500)
-                )
-            ]
+            pending = [r.job_id for r in await conn.execute(_PENDING)]
         # Concurrently, so that the service commits them together (group commit).
         admitted = await asyncio.gather(
             *(self.service.execute(job_id, AdmitJob(self.name)) for job_id in pending), return_exceptions=True
@@ -343,6 +398,8 @@ class Node:
             # Rejected: another node admitted it first (or it was cancelled).
             if isinstance(result, BaseException) and not isinstance(result, Rejected):
                 raise result
+        if len(pending) == ADMIT_PAGE:
+            self._admit_due = True  # more are waiting
         if pending:
             self._wake.set()
 
@@ -352,25 +409,7 @@ class Node:
             return
         now = self.service.clock()
         async with self.db.read() as conn:
-            # Outer join: a running job whose lease row is gone altogether is recoverable too.
-            candidates = (
-                await conn.execute(
-                    select(jobs.c.job_id, jobs.c.node, job_leases.c.job_id.label("leased"))
-                    .select_from(jobs.outerjoin(job_leases, jobs.c.job_id == job_leases.c.job_id))
-                    .where(
-                        and_(
-                            jobs.c.status.in_(RECOVERABLE),
-                            or_(
-                                job_leases.c.job_id.is_(None),
-                                job_leases.c.released.is_(True),
-                                job_leases.c.expires_at_ms <= now,
-                            ),
-                        )
-                    )
-                    .order_by(job_leases.c.expires_at_ms)
-                    .limit(free)
-                )
-            ).all()
+            candidates = (await conn.execute(_RECOVERABLE, {"b_now": now, "b_free": free})).all()
         for row in candidates:
             if row.job_id in self.runners:
                 # Our own lease lapsed (renewals failed): stop the local copy first; the job is
@@ -404,21 +443,15 @@ class Node:
         if free <= 0:
             return
         async with self.db.read() as conn:
-            queued = (await conn.execute(select(jobs.c.job_id).where(jobs.c.status == "queued").limit(1))).first()
+            queued = (await conn.execute(_ANY_QUEUED)).first()
         if queued is None:
             return  # nothing to claim: no write transaction on an idle tick
         claimed: list[tuple[str, Fence]] = []
         async with self.db.write() as conn:
-            query = (
-                select(jobs.c.job_id).where(jobs.c.status == "queued")
-                .order_by(jobs.c.updated_at, jobs.c.job_id).limit(free)
-            )
-            if self.db.is_postgres:
-                # Several nodes claim at once: each skips the rows another is claiming.
-                query = query.with_for_update(skip_locked=True)
+            query = _QUEUED_SKIP_LOCKED if self.db.is_postgres else _QUEUED
             now = self.service.clock()
             try:
-                rows = (await conn.execute(query)).all()
+                rows = (await conn.execute(query, {"b_free": free})).all()
                 fences = await leases.claim_many(
                     conn, [r.job_id for r in rows], node=self.name, incarnation=self.incarnation,
                     now_ms=now, ttl_ms=self.ttl_ms,

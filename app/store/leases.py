@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.tables import executor_leases, in_list, job_leases
+from app.store.tables import any_of, executor_leases, id_list, in_list, job_leases, per_dialect
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,14 @@ _FENCE = select(job_leases.c.token).where(
     )
 )
 _FENCE_FOR_SHARE = _FENCE.with_for_update(read=True)
+_LEASE_ROWS = per_dialect(
+    lambda d: select(job_leases).where(any_of(job_leases.c.job_id, "b_job_ids", d)).order_by(job_leases.c.job_id)
+)
+_LEASE_ROWS_FOR_SHARE = _LEASE_ROWS["postgresql"].with_for_update(read=True)
+_DROP_LEASES = per_dialect(lambda d: delete(job_leases).where(any_of(job_leases.c.job_id, "b_job_ids", d)))
+_DROP_EXECUTOR_LEASES = per_dialect(
+    lambda d: delete(executor_leases).where(any_of(executor_leases.c.job_id, "b_job_ids", d))
+)
 
 
 async def check_fence(conn: AsyncConnection, job_id: str, fence: Fence, now_ms: int) -> None:
@@ -63,15 +71,11 @@ async def lease_rows(conn: AsyncConnection, job_ids: list[str]) -> dict[str, Any
     """The lease rows of several jobs, read FOR SHARE on Postgres (see `check_fence`), in job_id order."""
     wanted = sorted(set(job_ids))
     found: dict[str, Any] = {}
+    dialect = conn.dialect.name
+    query = _LEASE_ROWS_FOR_SHARE if dialect == "postgresql" else _LEASE_ROWS[dialect]
     for start in range(0, len(wanted), 500):
-        query = (
-            select(job_leases)
-            .where(in_list(job_leases.c.job_id, wanted[start : start + 500]))
-            .order_by(job_leases.c.job_id)
-        )
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update(read=True)
-        found.update((r.job_id, r) for r in await conn.execute(query))
+        rows = await conn.execute(query, {"b_job_ids": id_list(dialect, wanted[start : start + 500])})
+        found.update((r.job_id, r) for r in rows)
     return found
 
 
@@ -89,9 +93,11 @@ def check_fence_row(row: Any, job_id: str, fence: Fence, now_ms: int) -> None:
 
 async def drop_jobs(conn: AsyncConnection, job_ids: list[str]) -> None:
     """`drop_job` for several jobs."""
-    if job_ids:
-        await conn.execute(delete(job_leases).where(in_list(job_leases.c.job_id, job_ids)))
-        await conn.execute(delete(executor_leases).where(in_list(executor_leases.c.job_id, job_ids)))
+    dialect = conn.dialect.name
+    for start in range(0, len(job_ids), 500):
+        values = {"b_job_ids": id_list(dialect, job_ids[start : start + 500])}
+        await conn.execute(_DROP_LEASES[dialect], values)
+        await conn.execute(_DROP_EXECUTOR_LEASES[dialect], values)
 
 
 async def claim_many(
@@ -222,8 +228,7 @@ async def expire(conn: AsyncConnection, job_id: str, fence: Fence, now_ms: int) 
 
 async def drop_job(conn: AsyncConnection, job_id: str) -> None:
     """Remove every operational row of a job (terminal event or cleanup)."""
-    await conn.execute(delete(job_leases).where(job_leases.c.job_id == job_id))
-    await conn.execute(delete(executor_leases).where(executor_leases.c.job_id == job_id))
+    await drop_jobs(conn, [job_id])
 
 
 async def renew_owned(

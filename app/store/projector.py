@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain.canonical import canonical_json
 from app.domain.projection import AgentView, JobProjection, JobView
-from app.store.tables import agents, in_list, jobs, padded
+from app.store.tables import agents, any_of, id_list, jobs, per_dialect
 
 _JOB_FIELDS = tuple(f.name for f in fields(JobView))
 _AGENT_FIELDS = tuple(f.name for f in fields(AgentView))
@@ -64,8 +64,19 @@ def row_to_agent(row: Row[Any]) -> AgentView:
 # UPDATEs per call, was 13 % of the node's CPU).
 SELECT_JOB = select(jobs).where(jobs.c.job_id == bindparam("b_job_id"))
 _SELECT_JOB_FOR_UPDATE = SELECT_JOB.with_for_update()
-_SELECT_AGENTS = select(agents).where(
-    and_(agents.c.job_id == bindparam("b_job_id"), agents.c.agent_id.in_(bindparam("b_agent_ids", expanding=True)))
+_SELECT_AGENTS = per_dialect(
+    lambda d: select(agents).where(
+        and_(agents.c.job_id == bindparam("b_job_id"), any_of(agents.c.agent_id, "b_agent_ids", d))
+    )
+)
+_SELECT_JOBS = per_dialect(
+    lambda d: select(jobs).where(any_of(jobs.c.job_id, "b_job_ids", d)).order_by(jobs.c.job_id)
+)
+_SELECT_JOBS_FOR_UPDATE = _SELECT_JOBS["postgresql"].with_for_update()
+_SELECT_AGENTS_OF = per_dialect(
+    lambda d: select(agents).where(
+        and_(any_of(agents.c.job_id, "b_job_ids", d), any_of(agents.c.agent_id, "b_agent_ids", d))
+    )
 )
 
 
@@ -84,7 +95,9 @@ async def load_agents(conn: AsyncConnection, job_id: str, agent_ids: Iterable[st
     result: dict[str, AgentView] = {}
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
-        rows = await conn.execute(_SELECT_AGENTS, {"b_job_id": job_id, "b_agent_ids": padded(chunk)})
+        dialect = conn.dialect.name
+        values = {"b_job_id": job_id, "b_agent_ids": id_list(dialect, chunk)}
+        rows = await conn.execute(_SELECT_AGENTS[dialect], values)
         result.update({r.agent_id: row_to_agent(r) for r in rows})
     return result
 
@@ -93,11 +106,11 @@ async def load_jobs(conn: AsyncConnection, job_ids: Iterable[str], *, lock: bool
     """Load several job rows in one query; with `lock`, hold their row locks (Postgres), taken in job_id order."""
     wanted = sorted(set(job_ids))
     found: dict[str, JobView] = {}
+    dialect = conn.dialect.name
+    query = _SELECT_JOBS_FOR_UPDATE if lock and dialect == "postgresql" else _SELECT_JOBS[dialect]
     for start in range(0, len(wanted), 500):
-        query = select(jobs).where(in_list(jobs.c.job_id, wanted[start : start + 500])).order_by(jobs.c.job_id)
-        if lock and conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        found.update((r.job_id, row_to_job(r)) for r in await conn.execute(query))
+        rows = await conn.execute(query, {"b_job_ids": id_list(dialect, wanted[start : start + 500])})
+        found.update((r.job_id, row_to_job(r)) for r in rows)
     return found
 
 
@@ -110,9 +123,9 @@ async def load_agents_of(conn: AsyncConnection, wanted: dict[str, set[str]]) -> 
         for job_id in job_ids:
             result[job_id] = await load_agents(conn, job_id, wanted[job_id])
         return result
-    rows = await conn.execute(
-        select(agents).where(and_(in_list(agents.c.job_id, job_ids), in_list(agents.c.agent_id, agent_ids)))
-    )
+    dialect = conn.dialect.name
+    values = {"b_job_ids": id_list(dialect, job_ids), "b_agent_ids": id_list(dialect, agent_ids)}
+    rows = await conn.execute(_SELECT_AGENTS_OF[dialect], values)
     for r in rows:
         if r.agent_id in wanted[r.job_id]:
             result.setdefault(r.job_id, {})[r.agent_id] = row_to_agent(r)

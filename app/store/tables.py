@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import Any, TypeVar
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Boolean,
     Column,
@@ -16,6 +17,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    any_,
+    bindparam,
 )
 
 metadata = MetaData()
@@ -181,3 +184,29 @@ def padded(values: Collection[Any]) -> list[Any]:
     if items:
         items.extend([items[-1]] * ((1 << (len(items) - 1).bit_length()) - len(items)))
     return items
+
+
+DIALECTS = ("postgresql", "sqlite")
+T = TypeVar("T")
+
+
+def per_dialect(build: Callable[[str], T]) -> dict[str, T]:
+    """A statement built once for each dialect: `build(dialect)` by dialect name."""
+    return {dialect: build(dialect) for dialect in DIALECTS}
+
+
+def any_of(column: Any, name: str, dialect: str) -> Any:
+    """`column IN (:name)` for a statement built once (bind the list with `id_list`).
+
+    On Postgres it is `column = ANY(:name)` with the list as one array parameter: one SQL text
+    and one prepared statement whatever the length, and no per-execution expansion of the
+    statement. On SQLite an expanding parameter, its lengths kept few by `padded`.
+    """
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def id_list(dialect: str, values: Collection[Any]) -> list[Any]:
+    """The value bound to an `any_of` parameter."""
+    return list(values) if dialect == "postgresql" else padded(values)

@@ -1,0 +1,50 @@
+"""Timestamps (SPEC §1.3): `format_ms` and `parse_ms`, whose per-second caches must not change a byte."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.domain.canonical import format_ms, parse_ms
+
+# From 1970 to the year 2200, in milliseconds.
+EPOCH_MS = st.integers(min_value=0, max_value=7_258_118_400_000)
+
+
+def reference_format(epoch_ms: int) -> str:
+    """The definition: ISO-8601 UTC, milliseconds, `Z`."""
+    moment = datetime.fromtimestamp(epoch_ms // 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+
+@given(EPOCH_MS)
+def test_format_matches_the_definition_and_parses_back(epoch_ms: int) -> None:
+    text = format_ms(epoch_ms)
+    assert text == reference_format(epoch_ms)
+    assert parse_ms(text) == epoch_ms
+
+
+@given(st.lists(st.integers(min_value=1_764_000_000_000, max_value=1_764_000_010_000), min_size=2, max_size=50))
+def test_stamps_of_one_second_do_not_leak_into_each_other(stamps: list[int]) -> None:
+    # Many stamps share a cached second: each must still carry its own milliseconds.
+    assert [parse_ms(format_ms(ms)) for ms in stamps] == stamps
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-30T08:00:00.000Z", 1_796_025_600_000),
+        ("2026-11-30T08:00:00.5Z", 1_796_025_600_500),  # not written by format_ms, still read
+        ("2026-11-30T08:00:00.123456Z", 1_796_025_600_123),
+    ],
+)
+def test_parse_reads_other_fraction_lengths(text: str, expected: int) -> None:
+    assert parse_ms(text) == expected
+
+
+def test_parse_rejects_a_malformed_stamp() -> None:
+    with pytest.raises(ValueError):
+        parse_ms("2026-11-30 08:00:00.000Z")
