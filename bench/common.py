@@ -403,6 +403,44 @@ class Server:
             return json.loads(r.read())
 
 
+class Worker:
+    """A real `mirror-neuron worker` process (runtime only, no HTTP) on a server's database."""
+
+    def __init__(self, server: Server, name: str, **env: str) -> None:
+        self.cfg = server.cfg
+        self.name = name
+        self.env = {**server.env, "MIRROR_NEURON_NODE_NAME": f"bench-{name}", **env}
+        self.env.pop("MIRROR_NEURON_API_PORT", None)
+        self.env.pop("MIRROR_NEURON_RUNTIME_ENABLED", None)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.profiler: Profiler | None = None
+        self._log = server.cfg.workdir / f"worker_{name}.log"
+
+    def __enter__(self) -> Worker:
+        out = self._log.open("wb")
+        self.proc = subprocess.Popen(
+            [PYTHON, "-m", "app", "worker"], cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
+        )
+        self.profiler = Profiler(self.cfg, self.proc.pid, self.name)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.profiler is not None:
+            self.profiler.stop()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def check(self) -> None:
+        """Raise if the worker has exited."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {self.proc.returncode}; see {self._log}")
+
+
 def run_child(argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> tuple[float, int, str]:
     """Run a process to its end; return (wall seconds, peak RSS in bytes, stdout)."""
     started = time.perf_counter()

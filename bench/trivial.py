@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from bench.common import (
     Sample,
     Server,
     Table,
+    Worker,
     app_url,
     log,
     migrate,
@@ -65,6 +67,11 @@ class Counter:
         assert self._lite is not None
         return self._lite.execute(sql).fetchone()
 
+    def node_online(self, name: str) -> bool:
+        """Whether the node called `name` has registered (SPEC §10.3)."""
+        row = self._query(f"SELECT count(*) FROM nodes WHERE name = '{name}' AND status = 'alive'")
+        return bool(row[0])
+
     def counts(self) -> tuple[int, int, int]:
         """(all jobs, completed, failed or cancelled)."""
         row = self._query(
@@ -86,11 +93,20 @@ class Counter:
         return parse_ms(row[0])
 
 
-def ours(cfg: Config, server: Server, backend: str, target: str, jobs: int, body_file: Path) -> float:
+def ours(
+    cfg: Config, server: Server, backend: str, target: str, jobs: int, body_file: Path, worker: Worker | None = None
+) -> float:
     """Submit `jobs` trivial jobs with wrk and return jobs/s until the last one completed."""
     quota = -(-jobs // 2)
     env = {"BENCH_BODY_FILE": str(body_file), "BENCH_QUOTA": str(quota)}
     with Counter(backend, target) as counter:
+        if worker is not None:  # the clock starts once the worker node is up, like procrastinate's
+            deadline = time.monotonic() + 60
+            while not counter.node_online(f"bench-{worker.name}"):
+                worker.check()
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the worker node did not register in 60 s")
+                time.sleep(0.05)
         before, done_before, _ = counter.counts()
         procs: list[subprocess.Popen[str]] = []
         result: dict[str, Any] = {}
@@ -158,7 +174,6 @@ def run(cfg: Config, dbs: Databases) -> Table:
     body_file = cfg.workdir / "trivial_body.json"
     body_file.write_text(json.dumps(trivial_manifest("bench_trivial")))
     peer_runs: list[float] = []
-    results: dict[str, list[float]] = {b: [] for b in cfg.backends}
     def peer_run() -> float:
         # procrastinate gets a fresh database per run, like our fresh server per run.
         pdsn = run_async(dbs.create_pg("procrastinate"))
@@ -167,32 +182,51 @@ def run(cfg: Config, dbs: Databases) -> Table:
         finally:
             run_async(dbs.drop_pg(pdsn))
 
-    def our_run(backend: str) -> float:
+    def our_run(backend: str, split: bool) -> float:
         target = run_async(dbs.create_pg("trivial")) if backend == "postgres" else str(dbs.sqlite_file("trivial"))
         try:
             url = app_url(backend, target)
             run_async(migrate(url))
-            with Server(cfg, url, f"trivial-{backend}", MIRROR_NEURON_MAX_ACTIVE_JOBS=str(CONCURRENCY)) as server:
-                return ours(cfg, server, backend, target, jobs, body_file)
+            if not split:
+                with Server(cfg, url, f"trivial-{backend}", MIRROR_NEURON_MAX_ACTIVE_JOBS=str(CONCURRENCY)) as server:
+                    return ours(cfg, server, backend, target, jobs, body_file)
+            with (
+                Server(cfg, url, f"trivial-{backend}-api", MIRROR_NEURON_RUNTIME_ENABLED="0") as server,
+                Worker(server, f"trivial-{backend}-worker", MIRROR_NEURON_MAX_ACTIVE_JOBS=str(CONCURRENCY)) as worker,
+            ):
+                return ours(cfg, server, backend, target, jobs, body_file, worker)
         finally:
             if backend == "postgres":
                 run_async(dbs.drop_pg(target))
 
+    # Ours as one process (API and runtime), and as procrastinate runs: the submits through one
+    # process (an API-only server; procrastinate's deferrer), the jobs in another (a worker).
+    variants = [(b, False) for b in cfg.backends] + [("postgres", True)] * ("postgres" in cfg.backends)
+    results: dict[tuple[str, bool], list[float]] = {v: [] for v in variants}
+
     for i in range(cfg.runs):
         peer_runs.append(retried("procrastinate", peer_run))
-        for backend in cfg.backends:
-            results[backend].append(retried(f"trivial {backend}", lambda b=backend: our_run(b)))
-            log(f"trivial run {i + 1}: {backend} {results[backend][-1]:.0f} jobs/s, procrastinate {peer_runs[-1]:.0f} jobs/s")
+        for backend, split in variants:
+            rate = float(retried(f"trivial {backend}", partial(our_run, backend, split)))
+            results[(backend, split)].append(rate)
+            shape = "API + worker" if split else "one process"
+            log(f"trivial run {i + 1}: {backend} ({shape}) {rate:.0f} jobs/s, procrastinate {peer_runs[-1]:.0f} jobs/s")
     peer = Sample.of(peer_runs)
-    for backend in cfg.backends:
-        mine = Sample.of(results[backend])
+    for backend, split in variants:
+        mine = Sample.of(results[(backend, split)])
         ratio = mine.median / peer.median
-        table.add(Row(f"{jobs} trivial jobs", backend, mine, "jobs/s", "procrastinate (postgres)", peer, ratio,
-                      "≥ 1×", ratio >= 1))
+        what = f"{jobs} trivial jobs, " + ("API server + worker node" if split else "one process")
+        table.add(Row(what, backend, mine, "jobs/s", "procrastinate (postgres)", peer, ratio, "≥ 1×", ratio >= 1))
     table.notes.append(
         "Both clocks start before the first submission: ours ends at the last job's completion timestamp, "
         "procrastinate's when its jobs table shows every job succeeded. A trivial job is 12 events in 5 "
         "commands (submit, admit, start, two steps) plus its lease; procrastinate's no-op is one row."
+    )
+    table.notes.append(
+        "One process: `mirror-neuron serve` answers the POSTs and runs the jobs. API server + worker node: "
+        "an API-only server (MIRROR_NEURON_RUNTIME_ENABLED=0) takes the POSTs and a `mirror-neuron worker` "
+        "runs the jobs, as procrastinate's deferrer process and its worker process do; its clock starts once "
+        "the worker node has registered."
     )
     if "sqlite" in cfg.backends:
         table.notes.append("procrastinate needs Postgres: the SQLite row is compared with procrastinate on Postgres.")
