@@ -12,7 +12,6 @@ import msgspec
 from litestar import Controller, Response, get
 from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.response import Stream
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.http import params
@@ -47,7 +46,7 @@ _MEDIA_TYPES = {NDJSON: "application/x-ndjson", SSE: "text/event-stream"}
 _KEEPALIVES = {NDJSON: b"\n", SSE: b": keep-alive\n\n"}
 
 # A batch read: the events after a cursor, and whether the stream is over (job gone or terminal).
-BatchReader = Callable[[AsyncConnection, int, int], Awaitable[tuple[list[Row[Any]], bool]]]
+BatchReader = Callable[[AsyncConnection, int, int], Awaitable[tuple[list[Any], bool]]]
 
 
 @dataclass(frozen=True)
@@ -84,20 +83,20 @@ def feed_query(
     return FeedQuery(start if resume is None else resume, size, following, mode)
 
 
-def _event_json(event: Row[Any]) -> bytes:
+def _event_json(event: Any) -> bytes:
     # msgspec, the encoder of the JSON representation too (Litestar), and much cheaper than json.dumps.
     return msgspec.json.encode(api_record(event))
 
 
-def _frame(mode: str, event: Row[Any], cursor: int) -> bytes:
+def _frame(mode: str, event: Any, cursor: int) -> bytes:
     if mode == NDJSON:
         return _event_json(event) + b"\n"
-    kind = event.type.replace("\r", " ").replace("\n", " ")
+    kind = event["type"].replace("\r", " ").replace("\n", " ")
     return f"id: {cursor}\nevent: {kind}\ndata: ".encode() + _event_json(event) + b"\n\n"
 
 
 async def frames(
-    api: ApiDep, query: FeedQuery, read: BatchReader, cursor_of: Callable[[Row[Any]], int]
+    api: ApiDep, query: FeedQuery, read: BatchReader, cursor_of: Callable[[Any], int]
 ) -> AsyncIterator[bytes]:
     """NDJSON lines or SSE frames in order, with no gap and no duplicate; `follow` tails new events."""
     # Every poll continues strictly after the last event sent. A job stream's appends are
@@ -137,22 +136,22 @@ async def frames(
 
 
 def _job_reader(job_id: str) -> BatchReader:
-    async def read(conn: AsyncConnection, after: int, size: int) -> tuple[list[Row[Any]], bool]:
+    async def read(conn: AsyncConnection, after: int, size: int) -> tuple[list[Any], bool]:
         tip = await read_model.stream_tip(conn, job_id)
         if tip is None:
             return [], True
         batch = await read_stream_rows(conn, job_id, after=min(after, MAX_SEQUENCE), limit=size)
-        last = batch[-1].sequence if batch else after
+        last = batch[-1]["sequence"] if batch else after
         return batch, tip.terminal and last >= tip.last_sequence
 
     return read
 
 
-async def _feed_reader(conn: AsyncConnection, after: int, size: int) -> tuple[list[Row[Any]], bool]:
+async def _feed_reader(conn: AsyncConnection, after: int, size: int) -> tuple[list[Any], bool]:
     return await read_job_event_rows(conn, after=min(after, MAX_POSITION), limit=size), False
 
 
-def _stream(api: Api, query: FeedQuery, read: BatchReader, cursor_of: Callable[[Row[Any]], int]) -> Stream:
+def _stream(api: Api, query: FeedQuery, read: BatchReader, cursor_of: Callable[[Any], int]) -> Stream:
     return Stream(
         frames(api, query, read, cursor_of),
         media_type=_MEDIA_TYPES[query.mode],
@@ -160,12 +159,12 @@ def _stream(api: Api, query: FeedQuery, read: BatchReader, cursor_of: Callable[[
     )
 
 
-def _sequence(event: Row[Any]) -> int:
-    return int(event.sequence)
+def _sequence(event: Any) -> int:
+    return int(event["sequence"])
 
 
-def _position(event: Row[Any]) -> int:
-    return int(event.position)
+def _position(event: Any) -> int:
+    return int(event["position"])
 
 
 _STREAM_NOTE = " (application/x-ndjson and text/event-stream by Accept)"
@@ -215,7 +214,7 @@ class EventsController(Controller):
         page = found if query.limit is None else found[: query.limit]
         more = query.limit is not None and len(found) > query.limit
         return Response(
-            {"data": [api_record(e) for e in page], "next_after": page[-1].sequence if more and page else None}
+            {"data": [api_record(e) for e in page], "next_after": page[-1]["sequence"] if more and page else None}
         )
 
     @get(
@@ -243,5 +242,5 @@ class EventsController(Controller):
             start = min(query.after, MAX_POSITION)
             page = await read_job_event_rows(conn, after=start, limit=query.limit or 100)
         return Response(
-            {"data": [api_record(e) for e in page], "next_after": page[-1].position if page else None}
+            {"data": [api_record(e) for e in page], "next_after": page[-1]["position"] if page else None}
         )

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util.concurrency import await_
 
@@ -183,3 +185,85 @@ class Database:
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
+
+
+_ASYNCPG = asyncpg_dialect()  # type: ignore[no-untyped-call]
+
+
+class Prepared:
+    """A statement built once and run without SQLAlchemy's per-execution work where it can be.
+
+    On Postgres, inside a transaction SQLAlchemy has begun (its first statement begins it) or on
+    an autocommit connection, the SQL compiled once here goes straight to the asyncpg connection
+    with positional arguments; anywhere else (SQLite, or before the first statement of a
+    transaction) the statement runs through SQLAlchemy as usual. Profiles of a busy node showed
+    SQLAlchemy's execution layer at a third of its CPU: 220-340 µs per statement against ~100 µs
+    for the driver alone. Rows support `row["column"]` either way. Driver errors come out as
+    SQLAlchemy's (IntegrityError, DBAPIError, InterfaceError) with the driver error as `orig`.
+    """
+
+    def __init__(self, statement: Any, *, sqlite: Any = None) -> None:
+        self.statement = statement
+        self.sqlite = statement if sqlite is None else sqlite
+        compiled = statement.compile(dialect=_ASYNCPG)
+        self.sql = str(compiled)
+        self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
+        # Values the statement carries itself (a literal such as `id == 1` becomes a parameter).
+        self.fixed = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
+
+    @staticmethod
+    def _driver(conn: AsyncConnection) -> Any:
+        if conn.dialect.name != "postgresql":
+            return None
+        sync = conn.sync_connection
+        if sync is None:
+            return None
+        raw = sync.connection.driver_connection
+        if raw is None:
+            return None
+        if raw.is_in_transaction() or sync.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            return raw
+        return None
+
+    def _args(self, values: Mapping[str, Any]) -> list[Any]:
+        return [values[name] if name in values else self.fixed[name] for name in self.names]
+
+    def _error(self, exc: Exception, params: Any) -> Exception:
+        if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+            return IntegrityError(self.sql, params, exc)
+        if isinstance(exc, asyncpg.InterfaceError):
+            return InterfaceError(self.sql, params, exc)
+        return DBAPIError(self.sql, params, exc)
+
+    async def rows(self, conn: AsyncConnection, values: Mapping[str, Any] | None = None) -> list[Any]:
+        """Every row of a query, each indexable by column name."""
+        raw = self._driver(conn)
+        if raw is None:
+            return [r._mapping for r in await conn.execute(self._for(conn), dict(values or {}))]
+        args = self._args(values or {})
+        try:
+            return list(await raw.fetch(self.sql, *args))
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise self._error(exc, args) from exc
+
+    async def first(self, conn: AsyncConnection, values: Mapping[str, Any] | None = None) -> Any:
+        """The first row of a query, or None."""
+        rows = await self.rows(conn, values)
+        return rows[0] if rows else None
+
+    async def execute_many(self, conn: AsyncConnection, values: Sequence[Mapping[str, Any]]) -> None:
+        """Run a write once per parameter set (one executemany)."""
+        if not values:
+            return
+        raw = self._driver(conn)
+        if raw is None:
+            await conn.execute(self._for(conn), [dict(v) for v in values])
+            return
+        args = [self._args(v) for v in values]
+        try:
+            await raw.executemany(self.sql, args)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise self._error(exc, args) from exc
+
+    def _for(self, conn: AsyncConnection) -> Any:
+        return self.sqlite if conn.dialect.name == "sqlite" else self.statement

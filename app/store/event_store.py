@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from sqlalchemy import Row, and_, bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain import upcasting
 from app.domain.canonical import canonical_json, event_hash, format_ms, parse_ms
 from app.domain.events import Event, NewEvent
+from app.store.database import Prepared
 from app.store.tables import event_positions, events
 
 
@@ -35,19 +36,19 @@ class StreamHead:
 EMPTY = StreamHead()
 
 
-def row_to_event(row: Row[Any]) -> Event:
-    """Map an `events` row to an Event."""
+def row_to_event(row: Any) -> Event:
+    """Map an `events` row (indexable by column name) to an Event."""
     return Event(
-        position=row.position,
-        stream_id=row.stream_id,
-        sequence=row.sequence,
-        event_id=row.event_id,
-        type=row.type,
-        timestamp=row.timestamp,
-        job_id=row.job_id,
-        agent_id=row.agent_id,
-        payload=json.loads(row.payload),
-        hash=row.hash,
+        position=row["position"],
+        stream_id=row["stream_id"],
+        sequence=row["sequence"],
+        event_id=row["event_id"],
+        type=row["type"],
+        timestamp=row["timestamp"],
+        job_id=row["job_id"],
+        agent_id=row["agent_id"],
+        payload=json.loads(row["payload"]),
+        hash=row["hash"],
     )
 
 
@@ -88,13 +89,13 @@ def seal(
 
 
 # Built once (every command runs them): see projector.SELECT_JOB.
-_TAKE_POSITIONS = (
+_TAKE_POSITIONS = Prepared(
     update(event_positions)
     .where(event_positions.c.id == 1)
     .values(last_position=event_positions.c.last_position + bindparam("b_count"))
     .returning(event_positions.c.last_position)
 )
-_INSERT_EVENTS = insert(events)
+_INSERT_EVENTS = Prepared(insert(events))
 
 
 async def insert_sealed(conn: AsyncConnection, sealed: Sequence[Event]) -> list[Event]:
@@ -108,8 +109,8 @@ async def insert_sealed(conn: AsyncConnection, sealed: Sequence[Event]) -> list[
     """
     if not sealed:
         return []
-    result = await conn.execute(_TAKE_POSITIONS, {"b_count": len(sealed)})
-    first = result.scalar_one() - len(sealed) + 1
+    taken = await _TAKE_POSITIONS.first(conn, {"b_count": len(sealed)})
+    first = taken["last_position"] - len(sealed) + 1
     registry = upcasting.current_registry()
     recorded = [
         Event(first + i, e.stream_id, e.sequence, e.event_id, e.type, e.timestamp, e.job_id, e.agent_id, e.payload, e.hash)
@@ -132,7 +133,7 @@ async def insert_sealed(conn: AsyncConnection, sealed: Sequence[Event]) -> list[
         for e in recorded
     ]
     try:
-        await conn.execute(_INSERT_EVENTS, rows)
+        await _INSERT_EVENTS.execute_many(conn, rows)
     except IntegrityError as exc:
         raise ConcurrencyConflict(sealed[0].stream_id) from exc
     return recorded
@@ -161,11 +162,14 @@ async def read_stream(
 
 async def read_stream_rows(
     conn: AsyncConnection, stream_id: str, *, after: int = 0, limit: int | None = None, newest_first: bool = False
-) -> list[Row[Any]]:
-    """`read_stream` as `events` rows, the payload still its stored JSON text (see `api_record`)."""
+) -> list[Any]:
+    """`read_stream` as `events` rows (indexable by column name), the payload still its stored JSON text
+    (see `api_record`)."""
     query = _STREAM[(newest_first, limit is not None)]
-    values = {"b_stream_id": stream_id, "b_after": after, "b_limit": limit}
-    return list((await conn.execute(query, values)).all())
+    values = {"b_stream_id": stream_id, "b_after": after}
+    if limit is not None:
+        values["b_limit"] = limit
+    return await query.rows(conn, values)
 
 
 def _stream_query(*, newest_first: bool, limited: bool) -> Any:
@@ -179,7 +183,9 @@ def _stream_query(*, newest_first: bool, limited: bool) -> Any:
 
 
 # Built once (GET /jobs/{id}, every event page, every runner sync): see projector.SELECT_JOB.
-_STREAM = {(n, lim): _stream_query(newest_first=n, limited=lim) for n in (False, True) for lim in (False, True)}
+_STREAM = {
+    (n, lim): Prepared(_stream_query(newest_first=n, limited=lim)) for n in (False, True) for lim in (False, True)
+}
 
 
 async def read_job_events(
@@ -191,7 +197,7 @@ async def read_job_events(
 
 async def read_job_event_rows(
     conn: AsyncConnection, *, after: int = 0, limit: int | None = None
-) -> list[Row[Any]]:
+) -> list[Any]:
     """`read_job_events` as `events` rows, the payload still its stored JSON text (see `api_record`)."""
     query = (
         select(events)
@@ -200,10 +206,10 @@ async def read_job_event_rows(
     )
     if limit is not None:
         query = query.limit(limit)
-    return list((await conn.execute(query)).all())
+    return [r._mapping for r in await conn.execute(query)]
 
 
-def api_record(row: Row[Any]) -> dict[str, Any]:
+def api_record(row: Any) -> dict[str, Any]:
     """The SPEC §2.20 Event record of an `events` row (the keys of `Event.to_api`), payload as stored.
 
     The payload column holds the payload's canonical JSON; it goes out as `msgspec.Raw`, which
@@ -211,13 +217,13 @@ def api_record(row: Row[Any]) -> dict[str, Any]:
     was most of the time of a large event page (50,000 events: 0.5 s of 0.9 s).
     """
     return {
-        "sequence": row.sequence,
-        "position": row.position,
-        "event_id": row.event_id,
-        "job_id": row.job_id,
-        "type": row.type,
-        "timestamp": row.timestamp,
-        "agent_id": row.agent_id,
-        "payload": msgspec.Raw(row.payload.encode()),
-        "hash": row.hash,
+        "sequence": row["sequence"],
+        "position": row["position"],
+        "event_id": row["event_id"],
+        "job_id": row["job_id"],
+        "type": row["type"],
+        "timestamp": row["timestamp"],
+        "agent_id": row["agent_id"],
+        "payload": msgspec.Raw(row["payload"].encode()),
+        "hash": row["hash"],
     }

@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.store.database import Prepared
 from app.store.tables import any_of, executor_leases, id_list, in_list, job_leases, per_dialect
 
 
@@ -44,15 +45,16 @@ _FENCE = select(job_leases.c.token).where(
         job_leases.c.expires_at_ms > bindparam("b_now"),
     )
 )
-_FENCE_FOR_SHARE = _FENCE.with_for_update(read=True)
+_FENCE_FOR_SHARE = Prepared(_FENCE.with_for_update(read=True), sqlite=_FENCE)
 _LEASE_ROWS = per_dialect(
     lambda d: select(job_leases).where(any_of(job_leases.c.job_id, "b_job_ids", d)).order_by(job_leases.c.job_id)
 )
-_LEASE_ROWS_FOR_SHARE = _LEASE_ROWS["postgresql"].with_for_update(read=True)
+_LEASE_ROWS_FOR_SHARE = Prepared(_LEASE_ROWS["postgresql"].with_for_update(read=True), sqlite=_LEASE_ROWS["sqlite"])
 _DROP_LEASES = per_dialect(lambda d: delete(job_leases).where(any_of(job_leases.c.job_id, "b_job_ids", d)))
 _DROP_EXECUTOR_LEASES = per_dialect(
     lambda d: delete(executor_leases).where(any_of(executor_leases.c.job_id, "b_job_ids", d))
 )
+_DROP = [Prepared(table["postgresql"], sqlite=table["sqlite"]) for table in (_DROP_LEASES, _DROP_EXECUTOR_LEASES)]
 
 
 async def check_fence(conn: AsyncConnection, job_id: str, fence: Fence, now_ms: int) -> None:
@@ -61,9 +63,8 @@ async def check_fence(conn: AsyncConnection, job_id: str, fence: Fence, now_ms: 
     On Postgres the lease row is read FOR SHARE: a take-over (an UPDATE of that row) waits until
     this transaction ends, so a node can never commit a step after another node took the job.
     """
-    query = _FENCE_FOR_SHARE if conn.dialect.name == "postgresql" else _FENCE
     values = {"b_job_id": job_id, "b_incarnation": fence.incarnation, "b_token": fence.token, "b_now": now_ms}
-    if (await conn.execute(query, values)).first() is None:
+    if await _FENCE_FOR_SHARE.first(conn, values) is None:
         raise LeaseLost(job_id)
 
 
@@ -71,11 +72,9 @@ async def lease_rows(conn: AsyncConnection, job_ids: list[str]) -> dict[str, Any
     """The lease rows of several jobs, read FOR SHARE on Postgres (see `check_fence`), in job_id order."""
     wanted = sorted(set(job_ids))
     found: dict[str, Any] = {}
-    dialect = conn.dialect.name
-    query = _LEASE_ROWS_FOR_SHARE if dialect == "postgresql" else _LEASE_ROWS[dialect]
     for start in range(0, len(wanted), 500):
-        rows = await conn.execute(query, {"b_job_ids": id_list(dialect, wanted[start : start + 500])})
-        found.update((r.job_id, r) for r in rows)
+        values = {"b_job_ids": id_list(conn.dialect.name, wanted[start : start + 500])}
+        found.update((r["job_id"], r) for r in await _LEASE_ROWS_FOR_SHARE.rows(conn, values))
     return found
 
 
@@ -83,21 +82,20 @@ def check_fence_row(row: Any, job_id: str, fence: Fence, now_ms: int) -> None:
     """`check_fence` against a lease row read by `lease_rows` in the same transaction."""
     if (
         row is None
-        or row.incarnation != fence.incarnation
-        or row.token != fence.token
-        or row.released
-        or row.expires_at_ms <= now_ms
+        or row["incarnation"] != fence.incarnation
+        or row["token"] != fence.token
+        or row["released"]
+        or row["expires_at_ms"] <= now_ms
     ):
         raise LeaseLost(job_id)
 
 
 async def drop_jobs(conn: AsyncConnection, job_ids: list[str]) -> None:
     """`drop_job` for several jobs."""
-    dialect = conn.dialect.name
     for start in range(0, len(job_ids), 500):
-        values = {"b_job_ids": id_list(dialect, job_ids[start : start + 500])}
-        await conn.execute(_DROP_LEASES[dialect], values)
-        await conn.execute(_DROP_EXECUTOR_LEASES[dialect], values)
+        values = {"b_job_ids": id_list(conn.dialect.name, job_ids[start : start + 500])}
+        for drop in _DROP:
+            await drop.execute_many(conn, [values])
 
 
 async def claim_many(

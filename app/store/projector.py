@@ -7,11 +7,12 @@ from collections.abc import Iterable
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain.canonical import canonical_json
 from app.domain.projection import AgentView, JobProjection, JobView
+from app.store.database import Prepared
 from app.store.tables import agents, any_of, id_list, jobs, per_dialect
 
 _JOB_FIELDS = tuple(f.name for f in fields(JobView))
@@ -39,11 +40,11 @@ def _load(value: str | None) -> Any:
     return None if value is None else json.loads(value)
 
 
-def row_to_job(row: Row[Any]) -> JobView:
-    """The JobView of a `jobs` row."""
+def row_to_job(row: Any) -> JobView:
+    """The JobView of a `jobs` row (indexable by column name)."""
     values: dict[str, Any] = {}
     for f in _JOB_FIELDS:
-        raw = getattr(row, f)
+        raw = row[f]
         if f in _JOB_JSON:
             raw = _load(raw)
             if f in _JOB_TUPLES:
@@ -53,9 +54,9 @@ def row_to_job(row: Row[Any]) -> JobView:
     return JobView(**values)
 
 
-def row_to_agent(row: Row[Any]) -> AgentView:
-    """The AgentView of an `agents` row."""
-    values = {f: (_load(getattr(row, f)) if f in _AGENT_JSON else getattr(row, f)) for f in _AGENT_FIELDS}
+def row_to_agent(row: Any) -> AgentView:
+    """The AgentView of an `agents` row (indexable by column name)."""
+    values = {f: (_load(row[f]) if f in _AGENT_JSON else row[f]) for f in _AGENT_FIELDS}
     return AgentView(**values)
 
 
@@ -63,27 +64,30 @@ def row_to_agent(row: Row[Any]) -> AgentView:
 # fresh cache key every time (in a profiled 200-executor fan-out, `save` alone, which built its
 # UPDATEs per call, was 13 % of the node's CPU).
 SELECT_JOB = select(jobs).where(jobs.c.job_id == bindparam("b_job_id"))
-_SELECT_JOB_FOR_UPDATE = SELECT_JOB.with_for_update()
+_LOAD_JOB = Prepared(SELECT_JOB)
+_LOAD_JOB_FOR_UPDATE = Prepared(SELECT_JOB.with_for_update(), sqlite=SELECT_JOB)
 _SELECT_AGENTS = per_dialect(
     lambda d: select(agents).where(
         and_(agents.c.job_id == bindparam("b_job_id"), any_of(agents.c.agent_id, "b_agent_ids", d))
     )
 )
+_LOAD_AGENTS = Prepared(_SELECT_AGENTS["postgresql"], sqlite=_SELECT_AGENTS["sqlite"])
 _SELECT_JOBS = per_dialect(
     lambda d: select(jobs).where(any_of(jobs.c.job_id, "b_job_ids", d)).order_by(jobs.c.job_id)
 )
-_SELECT_JOBS_FOR_UPDATE = _SELECT_JOBS["postgresql"].with_for_update()
+_LOAD_JOBS = Prepared(_SELECT_JOBS["postgresql"], sqlite=_SELECT_JOBS["sqlite"])
+_LOAD_JOBS_FOR_UPDATE = Prepared(_SELECT_JOBS["postgresql"].with_for_update(), sqlite=_SELECT_JOBS["sqlite"])
 _SELECT_AGENTS_OF = per_dialect(
     lambda d: select(agents).where(
         and_(any_of(agents.c.job_id, "b_job_ids", d), any_of(agents.c.agent_id, "b_agent_ids", d))
     )
 )
+_LOAD_AGENTS_OF = Prepared(_SELECT_AGENTS_OF["postgresql"], sqlite=_SELECT_AGENTS_OF["sqlite"])
 
 
 async def load_job(conn: AsyncConnection, job_id: str, *, lock: bool) -> JobView | None:
     """Load a job row; with `lock`, hold its row lock (Postgres) until the transaction ends."""
-    query = _SELECT_JOB_FOR_UPDATE if lock and conn.dialect.name == "postgresql" else SELECT_JOB
-    row = (await conn.execute(query, {"b_job_id": job_id})).first()
+    row = await (_LOAD_JOB_FOR_UPDATE if lock else _LOAD_JOB).first(conn, {"b_job_id": job_id})
     return None if row is None else row_to_job(row)
 
 
@@ -95,10 +99,8 @@ async def load_agents(conn: AsyncConnection, job_id: str, agent_ids: Iterable[st
     result: dict[str, AgentView] = {}
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
-        dialect = conn.dialect.name
-        values = {"b_job_id": job_id, "b_agent_ids": id_list(dialect, chunk)}
-        rows = await conn.execute(_SELECT_AGENTS[dialect], values)
-        result.update({r.agent_id: row_to_agent(r) for r in rows})
+        values = {"b_job_id": job_id, "b_agent_ids": id_list(conn.dialect.name, chunk)}
+        result.update({r["agent_id"]: row_to_agent(r) for r in await _LOAD_AGENTS.rows(conn, values)})
     return result
 
 
@@ -106,11 +108,10 @@ async def load_jobs(conn: AsyncConnection, job_ids: Iterable[str], *, lock: bool
     """Load several job rows in one query; with `lock`, hold their row locks (Postgres), taken in job_id order."""
     wanted = sorted(set(job_ids))
     found: dict[str, JobView] = {}
-    dialect = conn.dialect.name
-    query = _SELECT_JOBS_FOR_UPDATE if lock and dialect == "postgresql" else _SELECT_JOBS[dialect]
+    query = _LOAD_JOBS_FOR_UPDATE if lock else _LOAD_JOBS
     for start in range(0, len(wanted), 500):
-        rows = await conn.execute(query, {"b_job_ids": id_list(dialect, wanted[start : start + 500])})
-        found.update((r.job_id, row_to_job(r)) for r in rows)
+        rows = await query.rows(conn, {"b_job_ids": id_list(conn.dialect.name, wanted[start : start + 500])})
+        found.update((r["job_id"], row_to_job(r)) for r in rows)
     return found
 
 
@@ -125,23 +126,24 @@ async def load_agents_of(conn: AsyncConnection, wanted: dict[str, set[str]]) -> 
         return result
     dialect = conn.dialect.name
     values = {"b_job_ids": id_list(dialect, job_ids), "b_agent_ids": id_list(dialect, agent_ids)}
-    rows = await conn.execute(_SELECT_AGENTS_OF[dialect], values)
-    for r in rows:
-        if r.agent_id in wanted[r.job_id]:
-            result.setdefault(r.job_id, {})[r.agent_id] = row_to_agent(r)
+    for r in await _LOAD_AGENTS_OF.rows(conn, values):
+        if r["agent_id"] in wanted[r["job_id"]]:
+            result.setdefault(r["job_id"], {})[r["agent_id"]] = row_to_agent(r)
     return result
 
 
-_UPDATE_JOB = (
+_UPDATE_JOB = Prepared(
     update(jobs)
     .where(jobs.c.job_id == bindparam("b_job_id"))
     .values({f: bindparam(f) for f in _JOB_FIELDS if f != "job_id"})
 )
-_UPDATE_AGENT = (
+_UPDATE_AGENT = Prepared(
     update(agents)
     .where(and_(agents.c.job_id == bindparam("b_job_id"), agents.c.agent_id == bindparam("b_agent_id")))
     .values({f: bindparam(f) for f in _AGENT_FIELDS if f not in ("job_id", "agent_id")})
 )
+_INSERT_JOB = Prepared(insert(jobs).values({f: bindparam(f) for f in _JOB_FIELDS}))
+_INSERT_AGENT = Prepared(insert(agents).values({f: bindparam(f) for f in _AGENT_FIELDS}))
 
 
 async def save_many(conn: AsyncConnection, changes: list[tuple[JobProjection | None, JobProjection]]) -> None:
@@ -165,14 +167,11 @@ async def save_many(conn: AsyncConnection, changes: list[tuple[JobProjection | N
             values["b_job_id"] = values.pop("job_id")
             values["b_agent_id"] = values.pop("agent_id")
             agent_updates.append(values)
-    if new_jobs:
-        await conn.execute(insert(jobs), new_jobs)
+    await _INSERT_JOB.execute_many(conn, new_jobs)
     for start in range(0, len(new_agents), 1000):
-        await conn.execute(insert(agents), new_agents[start : start + 1000])
-    if job_updates:
-        await conn.execute(_UPDATE_JOB, job_updates)
-    if agent_updates:
-        await conn.execute(_UPDATE_AGENT, agent_updates)
+        await _INSERT_AGENT.execute_many(conn, new_agents[start : start + 1000])
+    await _UPDATE_JOB.execute_many(conn, job_updates)
+    await _UPDATE_AGENT.execute_many(conn, agent_updates)
 
 
 async def save(conn: AsyncConnection, before: JobProjection | None, after: JobProjection) -> None:

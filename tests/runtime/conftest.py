@@ -9,8 +9,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import pytest
 import httpx
+import pytest
 
 from app.config import Settings
 from app.http.app import create_app

@@ -43,12 +43,14 @@ async def test_feed_follower_sees_every_event_once_while_jobs_run(harness: Harne
 
     async def follow() -> None:
         headers = {"Accept": "application/x-ndjson"}
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=None) as client:
-            async with client.stream("GET", "/api/v1/events?follow=true", headers=headers) as response:
-                assert response.status_code == 200
-                async for line in response.aiter_lines():
-                    if line.strip():
-                        received.append(json.loads(line))
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=None) as client,
+            client.stream("GET", "/api/v1/events?follow=true", headers=headers) as response,
+        ):
+            assert response.status_code == 200
+            async for line in response.aiter_lines():
+                if line.strip():
+                    received.append(json.loads(line))
 
     async def page() -> None:
         after = 0
