@@ -40,7 +40,7 @@ from app.store import event_store, leases
 from app.store.database import Database, is_unavailable
 from app.store.leases import Fence, TakenLease
 from app.store.nodes import NodeRow, heartbeat
-from app.store.tables import any_of, bundles, executor_leases, id_list, in_list, job_leases, jobs, per_dialect
+from app.store.tables import any_of, bundles, executor_leases, id_list, in_list, job_leases, jobs, prepared
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ _RECOVERABLE = (
     .order_by(job_leases.c.expires_at_ms)
     .limit(bindparam("b_free"))
 )
-_HEADS = per_dialect(lambda d: select(jobs.c.job_id, jobs.c.last_sequence).where(any_of(jobs.c.job_id, "b_job_ids", d)))
+_HEADS = prepared(lambda d: select(jobs.c.job_id, jobs.c.last_sequence).where(any_of(jobs.c.job_id, "b_job_ids", d)))
 BUNDLE_TICK_SECONDS = 5.0
 
 
@@ -366,12 +366,10 @@ class Node:
             return
         ids = list(self.runners)
         heads: dict[str, int] = {}
-        dialect = self.db.dialect
         async with self.db.read() as conn:
             for start in range(0, len(ids), 500):
-                values = {"b_job_ids": id_list(dialect, ids[start : start + 500])}
-                rows = await conn.execute(_HEADS[dialect], values)
-                heads.update({r.job_id: r.last_sequence for r in rows})
+                values = {"b_job_ids": id_list(self.db.dialect, ids[start : start + 500])}
+                heads.update({r["job_id"]: r["last_sequence"] for r in await _HEADS.rows(conn, values)})
         dirty, self._dirty = self._dirty, set()
         stale = []
         for job_id, runner in self.runners.items():

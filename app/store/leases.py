@@ -11,7 +11,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.database import Prepared
-from app.store.tables import any_of, executor_leases, id_list, in_list, job_leases, per_dialect
+from app.store.tables import any_of, executor_leases, id_list, in_list, job_leases, prepared
 
 
 @dataclass(frozen=True)
@@ -45,16 +45,17 @@ _FENCE = select(job_leases.c.token).where(
         job_leases.c.expires_at_ms > bindparam("b_now"),
     )
 )
-_FENCE_FOR_SHARE = Prepared(_FENCE.with_for_update(read=True), sqlite=_FENCE)
-_LEASE_ROWS = per_dialect(
-    lambda d: select(job_leases).where(any_of(job_leases.c.job_id, "b_job_ids", d)).order_by(job_leases.c.job_id)
+_FENCE_FOR_SHARE = Prepared(_FENCE.with_for_update(read=True))  # FOR SHARE: Postgres only (SQLite drops it)
+_LEASE_ROWS_FOR_SHARE = prepared(
+    lambda d: select(job_leases)
+    .where(any_of(job_leases.c.job_id, "b_job_ids", d))
+    .order_by(job_leases.c.job_id)
+    .with_for_update(read=True)
 )
-_LEASE_ROWS_FOR_SHARE = Prepared(_LEASE_ROWS["postgresql"].with_for_update(read=True), sqlite=_LEASE_ROWS["sqlite"])
-_DROP_LEASES = per_dialect(lambda d: delete(job_leases).where(any_of(job_leases.c.job_id, "b_job_ids", d)))
-_DROP_EXECUTOR_LEASES = per_dialect(
-    lambda d: delete(executor_leases).where(any_of(executor_leases.c.job_id, "b_job_ids", d))
+_DROP = (
+    prepared(lambda d: delete(job_leases).where(any_of(job_leases.c.job_id, "b_job_ids", d))),
+    prepared(lambda d: delete(executor_leases).where(any_of(executor_leases.c.job_id, "b_job_ids", d))),
 )
-_DROP = [Prepared(table["postgresql"], sqlite=table["sqlite"]) for table in (_DROP_LEASES, _DROP_EXECUTOR_LEASES)]
 
 
 async def check_fence(conn: AsyncConnection, job_id: str, fence: Fence, now_ms: int) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.domain.canonical import canonical_json
 from app.domain.projection import AgentView, JobProjection, JobView
 from app.store.database import Prepared
-from app.store.tables import agents, any_of, id_list, jobs, per_dialect
+from app.store.tables import agents, any_of, id_list, jobs, prepared
 
 _JOB_FIELDS = tuple(f.name for f in fields(JobView))
 _AGENT_FIELDS = tuple(f.name for f in fields(AgentView))
@@ -65,24 +65,21 @@ def row_to_agent(row: Any) -> AgentView:
 # UPDATEs per call, was 13 % of the node's CPU).
 SELECT_JOB = select(jobs).where(jobs.c.job_id == bindparam("b_job_id"))
 _LOAD_JOB = Prepared(SELECT_JOB)
-_LOAD_JOB_FOR_UPDATE = Prepared(SELECT_JOB.with_for_update(), sqlite=SELECT_JOB)
-_SELECT_AGENTS = per_dialect(
+_LOAD_JOB_FOR_UPDATE = Prepared(SELECT_JOB.with_for_update())  # FOR UPDATE: Postgres only (SQLite drops it)
+_LOAD_AGENTS = prepared(
     lambda d: select(agents).where(
         and_(agents.c.job_id == bindparam("b_job_id"), any_of(agents.c.agent_id, "b_agent_ids", d))
     )
 )
-_LOAD_AGENTS = Prepared(_SELECT_AGENTS["postgresql"], sqlite=_SELECT_AGENTS["sqlite"])
-_SELECT_JOBS = per_dialect(
-    lambda d: select(jobs).where(any_of(jobs.c.job_id, "b_job_ids", d)).order_by(jobs.c.job_id)
+_LOAD_JOBS = prepared(lambda d: select(jobs).where(any_of(jobs.c.job_id, "b_job_ids", d)).order_by(jobs.c.job_id))
+_LOAD_JOBS_FOR_UPDATE = prepared(
+    lambda d: select(jobs).where(any_of(jobs.c.job_id, "b_job_ids", d)).order_by(jobs.c.job_id).with_for_update()
 )
-_LOAD_JOBS = Prepared(_SELECT_JOBS["postgresql"], sqlite=_SELECT_JOBS["sqlite"])
-_LOAD_JOBS_FOR_UPDATE = Prepared(_SELECT_JOBS["postgresql"].with_for_update(), sqlite=_SELECT_JOBS["sqlite"])
-_SELECT_AGENTS_OF = per_dialect(
+_LOAD_AGENTS_OF = prepared(
     lambda d: select(agents).where(
         and_(any_of(agents.c.job_id, "b_job_ids", d), any_of(agents.c.agent_id, "b_agent_ids", d))
     )
 )
-_LOAD_AGENTS_OF = Prepared(_SELECT_AGENTS_OF["postgresql"], sqlite=_SELECT_AGENTS_OF["sqlite"])
 
 
 async def load_job(conn: AsyncConnection, job_id: str, *, lock: bool) -> JobView | None:

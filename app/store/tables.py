@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import (
     ARRAY,
@@ -20,6 +20,8 @@ from sqlalchemy import (
     any_,
     bindparam,
 )
+
+from app.store.database import Prepared
 
 metadata = MetaData()
 
@@ -186,13 +188,9 @@ def padded(values: Collection[Any]) -> list[Any]:
     return items
 
 
-DIALECTS = ("postgresql", "sqlite")
-T = TypeVar("T")
-
-
-def per_dialect(build: Callable[[str], T]) -> dict[str, T]:
-    """A statement built once for each dialect: `build(dialect)` by dialect name."""
-    return {dialect: build(dialect) for dialect in DIALECTS}
+def prepared(build: Callable[[str], Any]) -> Prepared:
+    """A statement built once whose SQL differs by dialect (it has an `any_of`): `build(dialect)`."""
+    return Prepared(build("postgresql"), sqlite=build("sqlite"))
 
 
 def any_of(column: Any, name: str, dialect: str) -> Any:
