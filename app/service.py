@@ -105,6 +105,15 @@ def _command_agents(command: Command) -> set[str]:
     return set()
 
 
+def _reads_its_job(command: Command) -> bool:
+    """False for a submit: its job id is new, so there is no row to load.
+
+    (Should the id be taken after all, inserting the job row fails on its key: the batch runs its
+    commands one by one and the submit draws a new id, as for a taken Idempotency-Key.)
+    """
+    return not isinstance(command, SubmitJob)
+
+
 Listener = Callable[[str, list[Event]], Awaitable[None] | None]
 
 # Group commit (Service.execute): at most this many commands per transaction, and at most this
@@ -240,7 +249,7 @@ class Service:
         self, conn: AsyncConnection, batch: list[_Pending]
     ) -> list[Outcome | BaseException]:
         """The batch in one transaction: one query per table to load, one write per table to save."""
-        jobs_found = await projector.load_jobs(conn, [p.job_id for p in batch], lock=True)
+        jobs_found = await projector.load_jobs(conn, [p.job_id for p in batch if _reads_its_job(p.command)], lock=True)
         wanted: dict[str, set[str]] = {}
         for p in batch:
             wanted.setdefault(p.job_id, set()).update(_command_agents(p.command))
@@ -312,7 +321,7 @@ class Service:
     async def _execute_in(
         self, conn: AsyncConnection, job_id: str, command: Command, fence: Fence | None
     ) -> Outcome:
-        job = await projector.load_job(conn, job_id, lock=True)
+        job = await projector.load_job(conn, job_id, lock=True) if _reads_its_job(command) else None
         state: JobProjection | None = None
         if job is not None:
             state = JobProjection(job, await projector.load_agents(conn, job_id, _command_agents(command)))

@@ -19,6 +19,7 @@ from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from app.config import Settings
 from app.domain import events as ev
 from app.domain.canonical import format_ms
+from app.domain.events import Event
 from app.domain.job import (
     AdmitJob,
     FailBootstrap,
@@ -37,7 +38,7 @@ from app.runtime.pools import ExecutorPools, LeaseRow, parse_pool_capacities
 from app.runtime.runner import JobRunner, NodeContext, new_incarnation, new_message_id, payloads_path
 from app.service import BundleRegistry, NodeRegistry, Service
 from app.store import event_store, leases
-from app.store.database import Database, is_unavailable
+from app.store.database import Database, Prepared, is_unavailable
 from app.store.leases import Fence, TakenLease
 from app.store.nodes import NodeRow, heartbeat
 from app.store.tables import any_of, bundles, executor_leases, id_list, in_list, job_leases, jobs, prepared
@@ -48,17 +49,18 @@ RECOVERABLE = ("running", "paused")
 ADMIT_PAGE = 500
 
 # Built once (the scheduler runs them on every poll and wake-up): see projector.SELECT_JOB.
-_PENDING = (
+_PENDING = Prepared(
     select(jobs.c.job_id).where(jobs.c.status == "pending")
     .order_by(jobs.c.submitted_at, jobs.c.job_id).limit(ADMIT_PAGE)
 )
-_ANY_QUEUED = select(jobs.c.job_id).where(jobs.c.status == "queued").limit(1)
-_QUEUED = (
+_ANY_QUEUED = Prepared(select(jobs.c.job_id).where(jobs.c.status == "queued").limit(1))
+# Several nodes claim at once: each skips the rows another is claiming (SQLite drops the clause;
+# its write transactions are serialised anyway).
+_QUEUED = Prepared(
     select(jobs.c.job_id).where(jobs.c.status == "queued")
     .order_by(jobs.c.updated_at, jobs.c.job_id).limit(bindparam("b_free"))
+    .with_for_update(skip_locked=True)
 )
-# Several nodes claim at once: each skips the rows another is claiming.
-_QUEUED_SKIP_LOCKED = _QUEUED.with_for_update(skip_locked=True)
 # Outer join: a running job whose lease row is gone altogether is recoverable too.
 _RECOVERABLE = (
     select(jobs.c.job_id, jobs.c.node, job_leases.c.job_id.label("leased"))
@@ -139,6 +141,9 @@ class Node:
         self._wake = asyncio.Event()
         self._dirty: set[str] = set()
         self._admit_due = False  # this process recorded a submit since the last admission
+        # This process queued a job, or the last claim took as many jobs as it had free slots:
+        # a wake-up claims without first asking whether anything is queued.
+        self._queued_due = False
         self._tasks: list[asyncio.Task[None]] = []
         self._last_renewal = 0
         self._bundle_checks: dict[str, int] = {}
@@ -212,6 +217,7 @@ class Node:
                 self._admit_due = True
                 self._wake.set()
             elif event.type == ev.JOB_QUEUED:
+                self._queued_due = True
                 self._wake.set()
             elif stream_id in self.runners and (
                 event.type in (ev.JOB_PAUSED, ev.JOB_RESUMED, ev.JOB_CANCELLED)
@@ -352,7 +358,8 @@ class Node:
         await self._sync_dirty()
         if self._admit_due:
             await self._admit()
-        await self._claim()
+        if self._queued_due:
+            await self._claim(known_queued=True)
 
     def _forget_finished(self) -> None:
         for job_id in [j for j, r in self.runners.items() if r.done.is_set()]:
@@ -387,7 +394,7 @@ class Node:
     async def _admit(self) -> None:
         self._admit_due = False
         async with self.db.read() as conn:
-            pending = [r.job_id for r in await conn.execute(_PENDING)]
+            pending = [r["job_id"] for r in await _PENDING.rows(conn)]
         # Concurrently, so that the service commits them together (group commit).
         admitted = await asyncio.gather(
             *(self.service.execute(job_id, AdmitJob(self.name)) for job_id in pending), return_exceptions=True
@@ -436,33 +443,40 @@ class Node:
             )
         return None if fence is None else TakenLease(fence, last_node or "", released=False)
 
-    async def _claim(self) -> None:
+    async def _claim(self, *, known_queued: bool = False) -> None:
+        """Take the leases of up to `free` queued jobs and start them.
+
+        The claim reads the claimed jobs' events in its own transaction, so a freed slot costs
+        one transaction before the job's StartJob (it had cost a query, the claim and a read).
+        """
         free = self._free_slots()
         if free <= 0:
             return
-        async with self.db.read() as conn:
-            queued = (await conn.execute(_ANY_QUEUED)).first()
-        if queued is None:
-            return  # nothing to claim: no write transaction on an idle tick
+        if not known_queued:
+            async with self.db.read() as conn:
+                queued = await _ANY_QUEUED.first(conn)
+            if queued is None:
+                self._queued_due = False
+                return  # nothing to claim: no write transaction on an idle tick
         claimed: list[tuple[str, Fence]] = []
         async with self.db.write() as conn:
-            query = _QUEUED_SKIP_LOCKED if self.db.is_postgres else _QUEUED
             now = self.service.clock()
             try:
-                rows = (await conn.execute(query, {"b_free": free})).all()
+                job_ids = [r["job_id"] for r in await _QUEUED.rows(conn, {"b_free": free})]
+                self._queued_due = len(job_ids) >= free  # a full page: more may be waiting
                 fences = await leases.claim_many(
-                    conn, [r.job_id for r in rows], node=self.name, incarnation=self.incarnation,
-                    now_ms=now, ttl_ms=self.ttl_ms,
+                    conn, job_ids, node=self.name, incarnation=self.incarnation, now_ms=now, ttl_ms=self.ttl_ms
                 )
-                for row in rows:
-                    fence = fences.get(row.job_id) or await self._take_over_lease(conn, row.job_id, now)
+                for job_id in job_ids:
+                    fence = fences.get(job_id) or await self._take_over_lease(conn, job_id, now)
                     if fence is not None:
-                        claimed.append((row.job_id, fence))
-                        self._starting.add(row.job_id)  # the heartbeat keeps its lease alive
+                        claimed.append((job_id, fence))
+                        self._starting.add(job_id)  # the heartbeat keeps its lease alive
+                streams = await event_store.read_streams(conn, [job_id for job_id, _ in claimed])
             except BaseException:
                 self._starting.difference_update(job_id for job_id, _ in claimed)
                 raise
-        await asyncio.gather(*(self._bootstrap(job_id, fence) for job_id, fence in claimed))
+        await asyncio.gather(*(self._bootstrap(job_id, fence, streams[job_id]) for job_id, fence in claimed))
 
     async def _take_over_lease(self, conn: Any, job_id: str, now: int) -> Fence | None:
         # A lease left by a node that died between claiming and bootstrapping: take it over.
@@ -515,9 +529,9 @@ class Node:
             for payload in payloads
         )
 
-    async def _bootstrap(self, job_id: str, fence: Fence) -> None:
+    async def _bootstrap(self, job_id: str, fence: Fence, stream: list[Event]) -> None:
         try:
-            await self._bootstrap_leased(job_id, fence)
+            await self._bootstrap_leased(job_id, fence, stream)
         except Exception:
             # Whether or not StartJob committed, the lease must become claimable (queued job)
             # or recoverable (running job) again: let it lapse rather than delete it.
@@ -526,9 +540,9 @@ class Node:
         finally:
             self._starting.discard(job_id)
 
-    async def _bootstrap_leased(self, job_id: str, fence: Fence) -> None:
+    async def _bootstrap_leased(self, job_id: str, fence: Fence, stream: list[Event]) -> None:
         try:
-            job = await self._read_job(job_id)
+            job = fold_runtime(job_id, stream)
             try:
                 modules = self._build_agents(job)
                 runner = JobRunner(self.ctx, job, fence, modules)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -161,9 +162,28 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction: committed when the block exits normally, rolled back otherwise."""
-        async with self.writer.begin() as conn:
-            yield conn
+        """A write transaction: committed when the block exits normally, rolled back otherwise.
+
+        On Postgres the driver holds the transaction: the connection is in autocommit for
+        SQLAlchemy and asyncpg's BEGIN comes first, so every statement of the block, through
+        SQLAlchemy or `Prepared`, runs inside it and `Prepared` may use the driver from the first
+        statement on. (SQLAlchemy begins lazily at its first statement, which left every write
+        transaction's first statement on SQLAlchemy's slower path.)
+        """
+        if not self.is_postgres:
+            async with self.writer.begin() as conn:
+                yield conn
+            return
+        async with self.writer.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            raw = _asyncpg_of(conn)
+            transaction = await _begin(conn, raw)
+            try:
+                yield conn
+            except BaseException:
+                await _rollback(conn, raw, transaction)
+                raise
+            await _driver_call(conn, raw, transaction.commit(), "COMMIT")
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -185,6 +205,70 @@ class Database:
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
+
+
+def _asyncpg_of(conn: AsyncConnection) -> Any:
+    sync = conn.sync_connection
+    assert sync is not None
+    raw = sync.connection.driver_connection
+    assert raw is not None
+    return raw
+
+
+# What the driver raises: server errors, client-side errors, and the protocol's own complaints
+# when the server dropped the session under it (InternalClientError).
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
+
+
+def _wrap_driver_error(exc: Exception, sql: str, params: Any, raw: Any) -> Exception:
+    """A driver error as SQLAlchemy's, the driver error as `orig` (as SQLAlchemy itself raises them).
+
+    Any error on a connection that is closed by then is an InterfaceError: the database went away.
+    """
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        return IntegrityError(sql, params, exc)
+    if isinstance(exc, asyncpg.InterfaceError | OSError) or raw.is_closed():
+        return InterfaceError(sql, params, exc)
+    return DBAPIError(sql, params, exc)
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    """Drop a connection whose transaction state is unknown: the pool must not hand it out again."""
+    with contextlib.suppress(Exception):
+        await conn.invalidate()
+
+
+async def _begin(conn: AsyncConnection, raw: Any) -> Any:
+    try:
+        transaction = raw.transaction()  # raises at once on a connection closed while pooled
+    except _DRIVER_ERRORS as exc:
+        await _discard(conn)
+        raise _wrap_driver_error(exc, "BEGIN", (), raw) from exc
+    await _driver_call(conn, raw, transaction.start(), "BEGIN")
+    return transaction
+
+
+async def _driver_call(conn: AsyncConnection, raw: Any, call: Awaitable[Any], sql: str) -> None:
+    try:
+        await call
+    except _DRIVER_ERRORS as exc:
+        await _discard(conn)
+        raise _wrap_driver_error(exc, sql, (), raw) from exc
+    except BaseException:  # cancelled half-way: the server may or may not have seen it
+        await _discard(conn)
+        raise
+
+
+async def _rollback(conn: AsyncConnection, raw: Any, transaction: Any) -> None:
+    if conn.invalidated:
+        return
+    if raw.is_closed():
+        await _discard(conn)
+        return
+    try:
+        await transaction.rollback()
+    except BaseException:
+        await _discard(conn)
 
 
 _ASYNCPG = asyncpg_dialect()  # type: ignore[no-untyped-call]
@@ -228,12 +312,6 @@ class Prepared:
     def _args(self, values: Mapping[str, Any]) -> list[Any]:
         return [values[name] if name in values else self.fixed[name] for name in self.names]
 
-    def _error(self, exc: Exception, params: Any) -> Exception:
-        if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
-            return IntegrityError(self.sql, params, exc)
-        if isinstance(exc, asyncpg.InterfaceError):
-            return InterfaceError(self.sql, params, exc)
-        return DBAPIError(self.sql, params, exc)
 
     async def rows(self, conn: AsyncConnection, values: Mapping[str, Any] | None = None) -> list[Any]:
         """Every row of a query, each indexable by column name."""
@@ -243,8 +321,8 @@ class Prepared:
         args = self._args(values or {})
         try:
             return list(await raw.fetch(self.sql, *args))
-        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise self._error(exc, args) from exc
+        except _DRIVER_ERRORS as exc:
+            raise _wrap_driver_error(exc, self.sql, args, raw) from exc
 
     async def first(self, conn: AsyncConnection, values: Mapping[str, Any] | None = None) -> Any:
         """The first row of a query, or None."""
@@ -262,8 +340,8 @@ class Prepared:
         args = [self._args(v) for v in values]
         try:
             await raw.executemany(self.sql, args)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise self._error(exc, args) from exc
+        except _DRIVER_ERRORS as exc:
+            raise _wrap_driver_error(exc, self.sql, args, raw) from exc
 
     def _for(self, conn: AsyncConnection) -> Any:
         return self.sqlite if conn.dialect.name == "sqlite" else self.statement

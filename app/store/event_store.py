@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import ARRAY, and_, bindparam, func, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -17,7 +17,7 @@ from app.domain import upcasting
 from app.domain.canonical import canonical_json, event_hash, format_ms, parse_ms
 from app.domain.events import Event, NewEvent
 from app.store.database import Prepared
-from app.store.tables import event_positions, events
+from app.store.tables import any_of, event_positions, events, id_list, prepared
 
 
 class ConcurrencyConflict(Exception):
@@ -97,6 +97,27 @@ _TAKE_POSITIONS = Prepared(
 )
 _INSERT_EVENTS = Prepared(insert(events))
 
+# On Postgres both in one statement (one round trip less per commit): the counter's UPDATE as a
+# CTE, the rows as one array per column, event i of the batch at position (last - count + i).
+_ARRAY_COLUMNS = (
+    "stream_id", "sequence", "event_id", "type", "timestamp", "job_id", "agent_id", "payload", "hash", "schema_version"
+)
+_TAKEN = _TAKE_POSITIONS.statement.cte("taken")
+_ROWS = (
+    func.unnest(*[bindparam(f"b_{c}", type_=ARRAY(events.c[c].type)) for c in _ARRAY_COLUMNS])
+    .table_valued(*_ARRAY_COLUMNS, with_ordinality="ord")
+    .render_derived()
+)
+_APPEND_PG = Prepared(
+    insert(events)
+    .from_select(
+        ["position", *_ARRAY_COLUMNS],
+        select(_TAKEN.c.last_position - bindparam("b_count") + _ROWS.c.ord, *[_ROWS.c[c] for c in _ARRAY_COLUMNS])
+        .select_from(_TAKEN.join(_ROWS, true())),
+    )
+    .returning(events.c.position)
+)
+
 
 async def insert_sealed(conn: AsyncConnection, sealed: Sequence[Event]) -> list[Event]:
     """Insert sealed events with their global positions; raise ConcurrencyConflict on a taken key.
@@ -109,34 +130,51 @@ async def insert_sealed(conn: AsyncConnection, sealed: Sequence[Event]) -> list[
     """
     if not sealed:
         return []
-    taken = await _TAKE_POSITIONS.first(conn, {"b_count": len(sealed)})
-    first = taken["last_position"] - len(sealed) + 1
     registry = upcasting.current_registry()
-    recorded = [
+    payloads = [canonical_json(e.payload) for e in sealed]
+    versions = [registry.current_version(e.type) for e in sealed]
+    try:
+        if conn.dialect.name == "postgresql":
+            values: dict[str, Any] = {
+                "b_count": len(sealed),
+                "b_stream_id": [e.stream_id for e in sealed],
+                "b_sequence": [e.sequence for e in sealed],
+                "b_event_id": [e.event_id for e in sealed],
+                "b_type": [e.type for e in sealed],
+                "b_timestamp": [e.timestamp for e in sealed],
+                "b_job_id": [e.job_id for e in sealed],
+                "b_agent_id": [e.agent_id for e in sealed],
+                "b_payload": payloads,
+                "b_hash": [e.hash for e in sealed],
+                "b_schema_version": versions,
+            }
+            first = min(r["position"] for r in await _APPEND_PG.rows(conn, values))
+        else:
+            taken = await _TAKE_POSITIONS.first(conn, {"b_count": len(sealed)})
+            first = taken["last_position"] - len(sealed) + 1
+            rows = [
+                {
+                    "position": first + i,
+                    "stream_id": e.stream_id,
+                    "sequence": e.sequence,
+                    "event_id": e.event_id,
+                    "type": e.type,
+                    "timestamp": e.timestamp,
+                    "job_id": e.job_id,
+                    "agent_id": e.agent_id,
+                    "payload": payload,
+                    "hash": e.hash,
+                    "schema_version": version,
+                }
+                for i, (e, payload, version) in enumerate(zip(sealed, payloads, versions, strict=True))
+            ]
+            await _INSERT_EVENTS.execute_many(conn, rows)
+    except IntegrityError as exc:
+        raise ConcurrencyConflict(sealed[0].stream_id) from exc
+    return [
         Event(first + i, e.stream_id, e.sequence, e.event_id, e.type, e.timestamp, e.job_id, e.agent_id, e.payload, e.hash)
         for i, e in enumerate(sealed)
     ]
-    rows = [
-        {
-            "position": e.position,
-            "stream_id": e.stream_id,
-            "sequence": e.sequence,
-            "event_id": e.event_id,
-            "type": e.type,
-            "timestamp": e.timestamp,
-            "job_id": e.job_id,
-            "agent_id": e.agent_id,
-            "payload": canonical_json(e.payload),
-            "hash": e.hash,
-            "schema_version": registry.current_version(e.type),
-        }
-        for e in recorded
-    ]
-    try:
-        await _INSERT_EVENTS.execute_many(conn, rows)
-    except IntegrityError as exc:
-        raise ConcurrencyConflict(sealed[0].stream_id) from exc
-    return recorded
 
 
 async def stream_head(conn: AsyncConnection, stream_id: str) -> StreamHead:
@@ -186,6 +224,22 @@ def _stream_query(*, newest_first: bool, limited: bool) -> Any:
 _STREAM = {
     (n, lim): Prepared(_stream_query(newest_first=n, limited=lim)) for n in (False, True) for lim in (False, True)
 }
+
+
+_STREAMS = prepared(
+    lambda d: select(events)
+    .where(any_of(events.c.stream_id, "b_stream_ids", d))
+    .order_by(events.c.stream_id, events.c.sequence)
+)
+
+
+async def read_streams(conn: AsyncConnection, stream_ids: Sequence[str]) -> dict[str, list[Event]]:
+    """The whole of several streams in one query: stream_id → events in sequence order."""
+    found: dict[str, list[Event]] = {stream_id: [] for stream_id in stream_ids}
+    if stream_ids:
+        for row in await _STREAMS.rows(conn, {"b_stream_ids": id_list(conn.dialect.name, stream_ids)}):
+            found[row["stream_id"]].append(row_to_event(row))
+    return found
 
 
 async def read_job_events(

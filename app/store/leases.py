@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, or_, select, update
+from sqlalchemy import ARRAY, and_, bindparam, delete, false, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -57,6 +57,24 @@ _DROP = (
     prepared(lambda d: delete(executor_leases).where(any_of(executor_leases.c.job_id, "b_job_ids", d))),
 )
 
+# Built once (a busy node claims on every finished job); on SQLite the claim is a VALUES list.
+_CLAIM_PG = Prepared(
+    pg_insert(job_leases)
+    .from_select(
+        ["job_id", "node", "incarnation", "token", "expires_at_ms", "released"],
+        select(
+            func.unnest(bindparam("b_job_ids", type_=ARRAY(job_leases.c.job_id.type))),
+            bindparam("b_node", type_=job_leases.c.node.type),
+            bindparam("b_incarnation", type_=job_leases.c.incarnation.type),
+            literal(1, job_leases.c.token.type),
+            bindparam("b_expires", type_=job_leases.c.expires_at_ms.type),
+            false(),
+        ),
+    )
+    .on_conflict_do_nothing(index_elements=[job_leases.c.job_id])
+    .returning(job_leases.c.job_id)
+)
+
 
 async def check_fence(conn: AsyncConnection, job_id: str, fence: Fence, now_ms: int) -> None:
     """Raise LeaseLost unless `fence` is the job's current, unexpired, unreleased lease.
@@ -105,25 +123,28 @@ async def claim_many(
     """`claim` for several jobs in one statement; returns the fences of the jobs that had no lease."""
     if not job_ids:
         return {}
-    rows = [
-        {
-            "job_id": job_id,
-            "node": node,
-            "incarnation": incarnation,
-            "token": 1,
-            "expires_at_ms": now_ms + ttl_ms,
-            "released": False,
-        }
-        for job_id in job_ids
-    ]
-    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = (
-        dialect_insert(job_leases)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=[job_leases.c.job_id])
-        .returning(job_leases.c.job_id)
-    )
-    taken = set((await conn.execute(statement)).scalars())
+    if conn.dialect.name == "postgresql":
+        values = {"b_job_ids": job_ids, "b_node": node, "b_incarnation": incarnation, "b_expires": now_ms + ttl_ms}
+        taken = {r["job_id"] for r in await _CLAIM_PG.rows(conn, values)}
+    else:
+        rows = [
+            {
+                "job_id": job_id,
+                "node": node,
+                "incarnation": incarnation,
+                "token": 1,
+                "expires_at_ms": now_ms + ttl_ms,
+                "released": False,
+            }
+            for job_id in job_ids
+        ]
+        statement = (
+            sqlite_insert(job_leases)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=[job_leases.c.job_id])
+            .returning(job_leases.c.job_id)
+        )
+        taken = set((await conn.execute(statement)).scalars())
     return {job_id: Fence(incarnation, 1) for job_id in job_ids if job_id in taken}
 
 

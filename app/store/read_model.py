@@ -17,16 +17,31 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, func, or_, select, true
+from sqlalchemy import and_, bindparam, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ColumnElement
 
 from app.domain import bundle as bundle_views
 from app.domain.canonical import canonical_json, format_ms
 from app.domain.events import ALL_STATUSES, TERMINAL_STATUSES
+from app.store.database import Prepared
 from app.store.event_store import api_record, read_stream_rows
 from app.store.projector import SELECT_JOB
-from app.store.tables import agents, bundles, executor_leases, in_list, job_leases, jobs, nodes
+from app.store.tables import (
+    agents,
+    any_of,
+    bundles,
+    executor_leases,
+    id_list,
+    in_list,
+    job_leases,
+    jobs,
+    nodes,
+    prepared,
+)
+
+# A row indexable by column name: an asyncpg Record (Postgres) or a SQLAlchemy RowMapping (SQLite).
+_Row = Any
 
 RECENT_EVENTS = 25
 SUMMARY_JOBS = 100
@@ -121,195 +136,198 @@ def _json(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+# The statements of the API's job reads, built once and run through `Prepared` (straight on the
+# driver on Postgres): constructing them per request was a third of the CPU of GET /jobs/{id}
+# (817 → 1,227 req/s at 32 clients, bench reads on Postgres), and SQLAlchemy's execution layer
+# most of the rest.
+_LIVE_LEASES = prepared(
+    lambda d: select(job_leases.c.job_id, job_leases.c.node).where(
+        and_(
+            any_of(job_leases.c.job_id, "b_job_ids", d),
+            job_leases.c.released.is_(False),
+            job_leases.c.expires_at_ms > bindparam("b_now"),
+        )
+    )
+)
+_ACTIVE_EXECUTORS = prepared(
+    lambda d: select(agents.c.job_id, func.count().label("n"))
+    .where(
+        and_(
+            any_of(agents.c.job_id, "b_job_ids", d),
+            agents.c.agent_type == "executor",
+            agents.c.inflight_message_id.is_not(None),
+        )
+    )
+    .group_by(agents.c.job_id)
+)
+_JOB = Prepared(SELECT_JOB)
+_AGENTS_OF_JOB = Prepared(select(agents).where(agents.c.job_id == bindparam("b_job_id")))
+_STATUS = Prepared(select(jobs.c.status).where(jobs.c.job_id == bindparam("b_job_id")))
+_TIP = Prepared(select(jobs.c.status, jobs.c.last_sequence).where(jobs.c.job_id == bindparam("b_job_id")))
+_HEARTBEAT = Prepared(select(nodes.c.last_heartbeat_ms).where(nodes.c.name == bindparam("b_node")))
+
+
 async def _live_leases(conn: AsyncConnection, job_ids: Sequence[str], now_ms: int) -> dict[str, str]:
     """job_id → owner node name of every unexpired, unreleased job lease among `job_ids`."""
     if not job_ids:
         return {}
-    rows = await conn.execute(
-        select(job_leases.c.job_id, job_leases.c.node).where(
-            and_(
-                in_list(job_leases.c.job_id, job_ids),
-                job_leases.c.released.is_(False),
-                job_leases.c.expires_at_ms > now_ms,
-            )
-        )
-    )
-    return {r.job_id: r.node for r in rows}
+    values = {"b_job_ids": id_list(conn.dialect.name, job_ids), "b_now": now_ms}
+    return {r["job_id"]: r["node"] for r in await _LIVE_LEASES.rows(conn, values)}
 
 
 async def _active_executors(conn: AsyncConnection, job_ids: Sequence[str]) -> dict[str, int]:
     """job_id → executor agents with a message in flight."""
     if not job_ids:
         return {}
-    rows = await conn.execute(
-        select(agents.c.job_id, func.count().label("n"))
-        .where(
-            and_(
-                in_list(agents.c.job_id, job_ids),
-                agents.c.agent_type == "executor",
-                agents.c.inflight_message_id.is_not(None),
-            )
-        )
-        .group_by(agents.c.job_id)
-    )
-    return {r.job_id: int(r.n) for r in rows}
+    rows = await _ACTIVE_EXECUTORS.rows(conn, {"b_job_ids": id_list(conn.dialect.name, job_ids)})
+    return {r["job_id"]: int(r["n"]) for r in rows}
 
 
 def _is_live(status: str, job_id: str, leases: dict[str, str]) -> bool:
     return status in LIVE_STATUSES or (status in OWNED_STATUSES and job_id in leases)
 
 
-def _summary(row: Row[Any], live: bool, active_executors: int) -> dict[str, Any]:
+def _summary(row: _Row, live: bool, active_executors: int) -> dict[str, Any]:
     return {
-        "job_id": row.job_id,
-        "graph_id": row.graph_id,
-        "job_name": row.job_name,
-        "status": row.status,
-        "submitted_at": row.submitted_at,
-        "updated_at": row.updated_at,
-        "placement_policy": row.placement_policy,
-        "recovery_policy": row.recovery_policy,
+        "job_id": row["job_id"],
+        "graph_id": row["graph_id"],
+        "job_name": row["job_name"],
+        "status": row["status"],
+        "submitted_at": row["submitted_at"],
+        "updated_at": row["updated_at"],
+        "placement_policy": row["placement_policy"],
+        "recovery_policy": row["recovery_policy"],
         "live?": live,
-        "executor_count": row.executor_count,
+        "executor_count": row["executor_count"],
         "active_executors": active_executors,
-        "nodes": _json(row.nodes),
-        "sandbox_names": _json(row.sandbox_names),
-        "last_event": row.last_event,
+        "nodes": _json(row["nodes"]),
+        "sandbox_names": _json(row["sandbox_names"]),
+        "last_event": row["last_event"],
     }
 
 
-async def _summaries(conn: AsyncConnection, rows: Sequence[Row[Any]], now_ms: int) -> list[dict[str, Any]]:
+async def _summaries(conn: AsyncConnection, rows: Sequence[_Row], now_ms: int) -> list[dict[str, Any]]:
     """JobSummary records of job rows, with two batched look-ups for the whole page."""
-    owned = [r.job_id for r in rows if r.status in OWNED_STATUSES]
+    owned = [r["job_id"] for r in rows if r["status"] in OWNED_STATUSES]
     leases = await _live_leases(conn, owned, now_ms)
     # After the terminal event nothing runs (SPEC §3.3), so only live jobs can have active executors.
-    running = [r.job_id for r in rows if r.executor_count > 0 and r.status not in TERMINAL_STATUSES]
+    running = [r["job_id"] for r in rows if r["executor_count"] > 0 and r["status"] not in TERMINAL_STATUSES]
     active = await _active_executors(conn, running)
-    return [_summary(r, _is_live(r.status, r.job_id, leases), active.get(r.job_id, 0)) for r in rows]
+    return [_summary(r, _is_live(r["status"], r["job_id"], leases), active.get(r["job_id"], 0)) for r in rows]
 
 
 # ------------------------------------------------------------------------------------ jobs
 
 
-def _job_record(row: Row[Any]) -> dict[str, Any]:
+def _job_record(row: _Row) -> dict[str, Any]:
     return {
-        "job_id": row.job_id,
-        "graph_id": row.graph_id,
-        "job_name": row.job_name,
-        "status": row.status,
-        "status_reason": row.status_reason,
-        "daemon": bool(row.daemon),
-        "submitted_at": row.submitted_at,
-        "updated_at": row.updated_at,
-        "root_agent_ids": _json(row.root_agent_ids),
-        "placement_policy": row.placement_policy,
-        "recovery_policy": row.recovery_policy,
-        "max_agent_restart_attempts": row.max_agent_restart_attempts,
-        "result": _json(row.result),
-        "node": row.node,
-        "recovery_count": row.recovery_count,
-        "last_sequence": row.last_sequence,
-        "last_hash": row.last_hash,
-        "manifest_ref": _json(row.manifest_ref),
-        "bundle": _json(row.bundle),
-        "idempotency_key": row.idempotency_key,
+        "job_id": row["job_id"],
+        "graph_id": row["graph_id"],
+        "job_name": row["job_name"],
+        "status": row["status"],
+        "status_reason": row["status_reason"],
+        "daemon": bool(row["daemon"]),
+        "submitted_at": row["submitted_at"],
+        "updated_at": row["updated_at"],
+        "root_agent_ids": _json(row["root_agent_ids"]),
+        "placement_policy": row["placement_policy"],
+        "recovery_policy": row["recovery_policy"],
+        "max_agent_restart_attempts": row["max_agent_restart_attempts"],
+        "result": _json(row["result"]),
+        "node": row["node"],
+        "recovery_count": row["recovery_count"],
+        "last_sequence": row["last_sequence"],
+        "last_hash": row["last_hash"],
+        "manifest_ref": _json(row["manifest_ref"]),
+        "bundle": _json(row["bundle"]),
+        "idempotency_key": row["idempotency_key"],
     }
 
 
-def _agent_status(row: Row[Any], job_status: str, in_flight: bool) -> str:
-    executor = row.agent_type == "executor"
+def _agent_status(row: _Row, job_status: str, in_flight: bool) -> str:
+    executor = row["agent_type"] == "executor"
     if job_status == "paused":
         return "paused"
     if executor:
-        if row.last_error is not None:
+        if row["last_error"] is not None:
             return "error"
         if in_flight:
             return "running"
-        if row.mailbox_depth > 0:
+        if row["mailbox_depth"] > 0:
             return "queued"
-        return "completed" if row.runs > 0 else "ready"
-    return "busy" if in_flight or row.mailbox_depth > 0 else "ready"
+        return "completed" if row["runs"] > 0 else "ready"
+    return "busy" if in_flight or row["mailbox_depth"] > 0 else "ready"
 
 
 def _agent_summary(
-    row: Row[Any], *, job_status: str, node: str | None, live: bool, heartbeat: str | None
+    row: _Row, *, job_status: str, node: str | None, live: bool, heartbeat: str | None
 ) -> dict[str, Any]:
     # A message is in flight only while the job runs: after the terminal event the owner has
     # stopped every agent, even if no `message_processed` closed the step.
-    in_flight = row.inflight_message_id is not None and job_status not in TERMINAL_STATUSES
+    in_flight = row["inflight_message_id"] is not None and job_status not in TERMINAL_STATUSES
     return {
-        "agent_id": row.agent_id,
-        "agent_type": row.agent_type,
-        "type": row.template,
-        "role": row.role,
+        "agent_id": row["agent_id"],
+        "agent_type": row["agent_type"],
+        "type": row["template"],
+        "role": row["role"],
         "assigned_node": node,
-        "processed_messages": row.processed_messages,
-        "mailbox_depth": row.mailbox_depth,
+        "processed_messages": row["processed_messages"],
+        "mailbox_depth": row["mailbox_depth"],
         "paused?": job_status == "paused",
         "last_heartbeat_at": heartbeat,
         "live?": live,
         "status": _agent_status(row, job_status, in_flight),
-        "running?": row.agent_type == "executor" and in_flight,
-        "last_error": row.last_error,
-        "sandbox_name": row.sandbox_name,
-        "lease": {"lease_id": row.lease_id, "pool": row.lease_pool, "slots": row.lease_slots},
+        "running?": row["agent_type"] == "executor" and in_flight,
+        "last_error": row["last_error"],
+        "sandbox_name": row["sandbox_name"],
+        "lease": {"lease_id": row["lease_id"], "pool": row["lease_pool"], "slots": row["lease_slots"]},
     }
 
 
-def _sandboxes(agent_rows: Iterable[Row[Any]]) -> list[dict[str, Any]]:
+def _sandboxes(agent_rows: Iterable[_Row]) -> list[dict[str, Any]]:
     """SandboxSummary records from the agents' last-sandbox columns (Appendix B.7)."""
     found = [
         {
-            "agent_id": r.agent_id,
-            "sandbox_name": r.sandbox_name,
-            "exit_code": r.sandbox_exit_code,
-            "pool": r.sandbox_pool,
-            "timestamp": r.sandbox_at,
+            "agent_id": r["agent_id"],
+            "sandbox_name": r["sandbox_name"],
+            "exit_code": r["sandbox_exit_code"],
+            "pool": r["sandbox_pool"],
+            "timestamp": r["sandbox_at"],
         }
         for r in agent_rows
-        if r.sandbox_name is not None
+        if r["sandbox_name"] is not None
     ]
     return sorted(found, key=lambda s: (s["agent_id"], s["sandbox_name"]))
 
 
-# The statements of the one-job routes, built once (like the stream read, event_store._STREAM):
-# constructing them per request was a third of the CPU of GET /jobs/{id} (817 → 1,227 req/s at
-# 32 clients, bench reads on Postgres).
-_AGENTS_OF_JOB = select(agents).where(agents.c.job_id == bindparam("b_job_id"))
-_STATUS = select(jobs.c.status).where(jobs.c.job_id == bindparam("b_job_id"))
-_TIP = select(jobs.c.status, jobs.c.last_sequence).where(jobs.c.job_id == bindparam("b_job_id"))
-_HEARTBEAT = select(nodes.c.last_heartbeat_ms).where(nodes.c.name == bindparam("b_node"))
-
-
 async def _heartbeat(conn: AsyncConnection, node: str) -> str | None:
-    row = (await conn.execute(_HEARTBEAT, {"b_node": node})).first()
-    return None if row is None else format_ms(row.last_heartbeat_ms)
+    row = await _HEARTBEAT.first(conn, {"b_node": node})
+    return None if row is None else format_ms(row["last_heartbeat_ms"])
 
 
 async def job_details(conn: AsyncConnection, job_id: str, *, now_ms: int) -> dict[str, Any] | None:
     """The §2.9 details of a job (job, summary, agents, recent_events, sandboxes); None if unknown."""
-    row = (await conn.execute(SELECT_JOB, {"b_job_id": job_id})).first()
+    row = await _JOB.first(conn, {"b_job_id": job_id})
     if row is None:
         return None
-    agent_rows = sorted(
-        (await conn.execute(_AGENTS_OF_JOB, {"b_job_id": job_id})).all(), key=lambda r: r.agent_id
-    )
-    leases = await _live_leases(conn, [job_id], now_ms) if row.status in OWNED_STATUSES else {}
-    live = _is_live(row.status, job_id, leases)
+    # Sorted here, not by the database: agent ids in code-point order whatever the collation.
+    agent_rows = sorted(await _AGENTS_OF_JOB.rows(conn, {"b_job_id": job_id}), key=lambda r: r["agent_id"])
+    leases = await _live_leases(conn, [job_id], now_ms) if row["status"] in OWNED_STATUSES else {}
+    live = _is_live(row["status"], job_id, leases)
     heartbeat = await _heartbeat(conn, leases[job_id]) if job_id in leases else None
     active = sum(
         1
         for a in agent_rows
-        if a.agent_type == "executor"
-        and a.inflight_message_id is not None
-        and row.status not in TERMINAL_STATUSES
+        if a["agent_type"] == "executor"
+        and a["inflight_message_id"] is not None
+        and row["status"] not in TERMINAL_STATUSES
     )
     recent = await read_stream_rows(conn, job_id, limit=RECENT_EVENTS, newest_first=True)
     return {
         "job": _job_record(row),
         "summary": _summary(row, live, active),
         "agents": [
-            _agent_summary(a, job_status=row.status, node=row.node, live=live, heartbeat=heartbeat)
+            _agent_summary(a, job_status=row["status"], node=row["node"], live=live, heartbeat=heartbeat)
             for a in agent_rows
         ],
         "recent_events": [api_record(e) for e in recent],
@@ -319,36 +337,58 @@ async def job_details(conn: AsyncConnection, job_id: str, *, now_ms: int) -> dic
 
 async def job_status(conn: AsyncConnection, job_id: str) -> str | None:
     """The current status of a job; None when it does not exist (or was cleaned up)."""
-    row = (await conn.execute(_STATUS, {"b_job_id": job_id})).first()
-    return None if row is None else str(row.status)
+    row = await _STATUS.first(conn, {"b_job_id": job_id})
+    return None if row is None else str(row["status"])
 
 
 async def stream_tip(conn: AsyncConnection, job_id: str) -> StreamTip | None:
     """The status and last sequence of a job; None when it does not exist (or was cleaned up)."""
-    row = (await conn.execute(_TIP, {"b_job_id": job_id})).first()
-    return None if row is None else StreamTip(row.status, row.last_sequence)
+    row = await _TIP.first(conn, {"b_job_id": job_id})
+    return None if row is None else StreamTip(row["status"], row["last_sequence"])
 
 
-def _page_query(
-    *, status: str | None, graph_id: str | None, after: tuple[str, str] | None, limit: int
-) -> Any:
+def _page_query(*, status: bool, graph_id: bool, after: bool) -> Prepared:
+    """The page statement of one combination of filters (bound as b_status, b_graph_id, b_after_*)."""
     conditions: list[ColumnElement[bool]] = []
-    if status is not None:
-        conditions.append(jobs.c.status == status)
-    if graph_id is not None:
-        conditions.append(jobs.c.graph_id == graph_id)
-    if after is not None:
-        updated_at, job_id = after
+    if status:
+        conditions.append(jobs.c.status == bindparam("b_status"))
+    if graph_id:
+        conditions.append(jobs.c.graph_id == bindparam("b_graph_id"))
+    if after:
+        updated_at: Any = bindparam("b_after_updated_at")
+        job_id: Any = bindparam("b_after_job_id")
         # Strictly after the cursor row in (updated_at desc, job_id desc) order. The first
         # conjunct is a plain range on the index's leading sort column on both dialects.
         conditions.append(jobs.c.updated_at <= updated_at)
         conditions.append(or_(jobs.c.updated_at < updated_at, jobs.c.job_id < job_id))
-    return (
+    return Prepared(
         select(*_SUMMARY_COLUMNS)
         .where(and_(true(), *conditions))
         .order_by(jobs.c.updated_at.desc(), jobs.c.job_id.desc())
-        .limit(limit)
+        .limit(bindparam("b_limit"))
     )
+
+
+_PAGES = {
+    (status, graph_id, after): _page_query(status=status, graph_id=graph_id, after=after)
+    for status in (False, True)
+    for graph_id in (False, True)
+    for after in (False, True)
+}
+
+
+async def _page(
+    conn: AsyncConnection, *, status: str | None, graph_id: str | None, after: tuple[str, str] | None, limit: int
+) -> list[_Row]:
+    values: dict[str, Any] = {"b_limit": limit}
+    if status is not None:
+        values["b_status"] = status
+    if graph_id is not None:
+        values["b_graph_id"] = graph_id
+    if after is not None:
+        values["b_after_updated_at"], values["b_after_job_id"] = after
+    query = _PAGES[(status is not None, graph_id is not None, after is not None)]
+    return await query.rows(conn, values)
 
 
 async def list_jobs(
@@ -368,21 +408,15 @@ async def list_jobs(
         return JobPage([], None)
     wanted = limit + 1
     if statuses is None:
-        query = _page_query(status=None, graph_id=graph_id, after=after, limit=wanted)
-        rows = list((await conn.execute(query)).all())
+        rows = await _page(conn, status=None, graph_id=graph_id, after=after, limit=wanted)
     else:
         per_status = [
-            list(
-                (
-                    await conn.execute(_page_query(status=s, graph_id=graph_id, after=after, limit=wanted))
-                ).all()
-            )
-            for s in sorted(statuses)
+            await _page(conn, status=s, graph_id=graph_id, after=after, limit=wanted) for s in sorted(statuses)
         ]
-        merged = heapq.merge(*per_status, key=lambda r: (r.updated_at, r.job_id), reverse=True)
+        merged = heapq.merge(*per_status, key=lambda r: (r["updated_at"], r["job_id"]), reverse=True)
         rows = [r for _, r in zip(range(wanted), merged, strict=False)]
     page = rows[:limit]
-    cursor = encode_cursor(page[-1].updated_at, page[-1].job_id) if len(rows) > limit else None
+    cursor = encode_cursor(page[-1]["updated_at"], page[-1]["job_id"]) if len(rows) > limit else None
     return JobPage(await _summaries(conn, page, now_ms), cursor)
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from app.domain.events import NewEvent
 from app.store import event_store
-from app.store.database import Database, Prepared
+from app.store.database import Database, Prepared, is_unavailable
 from app.store.event_store import ConcurrencyConflict, StreamHead
 from app.store.tables import event_positions, events
 
@@ -28,11 +31,13 @@ def _seal(stream: str, n: int) -> list:
 async def test_the_driver_is_used_only_inside_a_begun_transaction_or_in_autocommit(db: Database) -> None:
     postgres = db.is_postgres
     async with db.write() as conn:
-        # Before the first statement SQLAlchemy has not begun the transaction: the statement must
-        # go through SQLAlchemy, or it would run outside the transaction.
-        assert Prepared._driver(conn) is None
-        assert (await _LAST_POSITION.first(conn))["last_position"] == 0
+        # On Postgres the driver began the transaction: its first statement may go straight to it.
         assert (Prepared._driver(conn) is not None) is postgres
+        assert (await _LAST_POSITION.first(conn))["last_position"] == 0
+    async with db.reader.connect() as conn:
+        # A connection SQLAlchemy has not begun: the statement must go through SQLAlchemy, or it
+        # would run outside the transaction SQLAlchemy is about to begin.
+        assert Prepared._driver(conn) is None
     async with db.read() as conn:  # autocommit reads on Postgres
         assert (Prepared._driver(conn) is not None) is postgres
 
@@ -81,3 +86,60 @@ async def test_a_constraint_violation_is_sqlalchemys_integrity_error(db: Databas
             await _RAW_INSERT.execute_many(conn, [row])
     async with db.read() as conn:
         assert len(await _BY_STREAM.rows(conn, {"b_stream": "p3"})) == 1
+
+
+async def test_statements_of_sqlalchemy_and_the_driver_share_one_write_transaction(db: Database) -> None:
+    with pytest.raises(RuntimeError):
+        async with db.write() as conn:
+            await event_store.insert_sealed(conn, _seal("p4", 1))  # the driver (Postgres)
+            await conn.execute(event_positions.update().values(last_position=50))  # SQLAlchemy
+            raise RuntimeError("abort")
+    async with db.read() as conn:
+        assert await _BY_STREAM.rows(conn, {"b_stream": "p4"}) == []
+        assert (await _LAST_POSITION.first(conn))["last_position"] == 0
+    async with db.write() as conn:
+        await conn.execute(event_positions.update().values(last_position=50))
+        await event_store.insert_sealed(conn, _seal("p4", 1))
+    async with db.read() as conn:
+        assert [r["sequence"] for r in await _BY_STREAM.rows(conn, {"b_stream": "p4"})] == [1]
+        assert (await _LAST_POSITION.first(conn))["last_position"] == 51
+
+
+async def test_a_connection_lost_in_a_write_is_unavailable_and_not_reused(db: Database) -> None:
+    if not db.is_postgres:
+        pytest.skip("a server-side session kill exists on Postgres only; SQLite has no server")
+    async with db.write() as conn:
+        pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    with pytest.raises(Exception) as raised:
+        async with db.write() as conn:
+            assert (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one() == pid  # pool reuse
+            async with db.read() as other:
+                await other.execute(text(f"SELECT pg_terminate_backend({pid})"))
+            await event_store.insert_sealed(conn, _seal("p5", 1))
+    assert is_unavailable(raised.value), repr(raised.value)
+    async with db.write() as conn:  # the dead connection was dropped, not handed out again
+        assert (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one() != pid
+        await event_store.insert_sealed(conn, _seal("p5", 1))
+    async with db.read() as conn:
+        assert len(await _BY_STREAM.rows(conn, {"b_stream": "p5"})) == 1
+
+
+async def test_a_connection_that_died_in_the_pool_fails_its_write_as_unavailable(db: Database) -> None:
+    if not db.is_postgres:
+        pytest.skip("a server-side session kill exists on Postgres only; SQLite has no server")
+    async with db.write() as conn:
+        pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    killer = await asyncpg.connect(db.url.replace("postgresql+asyncpg://", "postgresql://", 1))  # outside the pool
+    try:
+        await killer.execute(f"SELECT pg_terminate_backend({pid})")
+    finally:
+        await killer.close()
+    await asyncio.sleep(0.2)  # the driver sees the session end; the pool does not ping a fresh connection
+    with pytest.raises(Exception) as raised:
+        async with db.write() as conn:
+            await event_store.insert_sealed(conn, _seal("p6", 1))
+    assert is_unavailable(raised.value), repr(raised.value)
+    async with db.write() as conn:
+        await event_store.insert_sealed(conn, _seal("p6", 1))
+    async with db.read() as conn:
+        assert len(await _BY_STREAM.rows(conn, {"b_stream": "p6"})) == 1
