@@ -82,6 +82,7 @@ async def _start_node_when_ready(node: Any, stop: asyncio.Event) -> bool:
 
 
 async def _serve(settings: Settings, *, api: bool) -> int:
+    from app.runtime import memory
     from app.runtime.node import Node
     from app.service import Service
     from app.store.database import Database
@@ -125,6 +126,7 @@ async def _serve(settings: Settings, *, api: bool) -> int:
         server = uvicorn.Server(config)
         server_task = asyncio.create_task(server.serve(sockets=[sock]))
         log.info("listening on http://%s:%s/api/v1", settings.api_host, settings.api_port)
+    memory.freeze_startup_objects()  # start-up is done: modules, app, statements, node
     fenced = asyncio.create_task(node.fenced_out.wait())
     waiters = [asyncio.create_task(stop.wait()), fenced]
     if server_task is not None:
@@ -153,6 +155,7 @@ def _run_service(main: Coroutine[Any, Any, int]) -> int:
     from app.runtime import memory
 
     memory.limit_arenas()
+    memory.tune_gc()
     try:
         import uvloop
     except ImportError:

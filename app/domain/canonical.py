@@ -29,22 +29,23 @@ def event_hash(
     timestamp: str,
     agent_id: str | None,
     payload: dict[str, Any],
+    payload_json: str | None = None,
 ) -> str:
-    """Return the chain hash of one event as SPEC §1.3 defines it."""
-    return sha256_hex(
-        canonical_json(
-            {
-                "prev_hash": prev_hash,
-                "stream_id": stream_id,
-                "sequence": sequence,
-                "event_id": event_id,
-                "type": type_,
-                "timestamp": timestamp,
-                "agent_id": agent_id,
-                "payload": payload,
-            }
-        )
+    """Return the chain hash of one event as SPEC §1.3 defines it.
+
+    The hashed text is the canonical JSON of the eight fields; it is assembled around the
+    payload's canonical JSON (`payload_json` when the caller has it already) rather than by
+    encoding the whole object, so that a payload is encoded once for its hash and its row.
+    """
+    body = canonical_json(payload) if payload_json is None else payload_json
+    # The keys in sorted order, each value as canonical_json writes it.
+    text = (
+        f'{{"agent_id":{canonical_json(agent_id)},"event_id":{canonical_json(event_id)},"payload":{body},'
+        f'"prev_hash":{canonical_json(prev_hash)},"sequence":{canonical_json(sequence)},'
+        f'"stream_id":{canonical_json(stream_id)},"timestamp":{canonical_json(timestamp)},'
+        f'"type":{canonical_json(type_)}}}'
     )
+    return sha256_hex(text)
 
 
 def format_ms(epoch_ms: int) -> str:

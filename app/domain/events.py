@@ -115,6 +115,9 @@ class Event:
     agent_id: str | None
     payload: dict[str, Any]
     hash: str
+    # The payload's canonical JSON, set by sealing (which computes it for the hash; the row then
+    # stores the same text) and None elsewhere; not part of the event's value.
+    payload_json: str | None = field(default=None, compare=False, repr=False)
 
     def to_api(self) -> dict[str, Any]:
         """Return the SPEC §2.20 Event record."""

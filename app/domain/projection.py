@@ -94,6 +94,18 @@ def replace(view: _V, **changes: Any) -> _V:
     return new
 
 
+_T = TypeVar("_T")
+
+
+def build(cls: type[_T], values: dict[str, Any]) -> _T:
+    """`cls(**values)` for a plain frozen dataclass (the views, Event) without `__init__` (see
+    `replace`): the store builds one from every row it loads, and a frozen dataclass's
+    `__init__` sets its fields one `object.__setattr__` at a time. `values` must name every field."""
+    new = object.__new__(cls)
+    new.__dict__.update(values)
+    return new
+
+
 @dataclass(frozen=True)
 class JobProjection:
     """A job row with the agent rows an event sequence touched."""

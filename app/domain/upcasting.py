@@ -51,7 +51,7 @@ class UpcasterRegistry:
         for upcaster in chain:
             if upcaster.applies(payload):
                 payload = upcaster.upgrade(payload)
-        return event if payload is event.payload else replace(event, payload=payload)
+        return event if payload is event.payload else replace(event, payload=payload, payload_json=None)
 
 
 # No event type has changed shape yet: every type is at schema version 1.

@@ -1,4 +1,4 @@
-"""Keep a long-running node's resident memory flat: give freed heap pages back to the OS (glibc).
+"""Keep a long-running node's memory flat and its pauses short: malloc arenas and the cyclic GC.
 
 A node allocates and frees a little for every step of every job, from the event loop and from
 worker threads (staging directories, large bodies). glibc keeps freed chunks in its arenas, one
@@ -12,6 +12,7 @@ every arena.
 from __future__ import annotations
 
 import ctypes
+import gc
 import sys
 from typing import Any
 
@@ -41,3 +42,27 @@ def limit_arenas(count: int = ARENAS) -> bool:
 def trim() -> bool:
     """Return the free pages of every malloc arena to the OS; True when glibc released some."""
     return _LIBC is not None and bool(_LIBC.malloc_trim(0))
+
+
+# The cyclic garbage collector, measured on an API server answering GET /jobs/{id} at 32 clients:
+# with CPython's default thresholds (700, 10, 10) it ran 1,565 young collections, 142 middle
+# and 13 full ones in 14 s, 1.7 s in all; each full collection stopped the event loop for
+# 80-90 ms, walking every object the process had created at start-up (modules, SQLAlchemy's
+# tables and compiled statements, Litestar's routes). Requests allocate and free by reference
+# count, so few collections find anything to collect.
+GC_THRESHOLDS = (10_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Collect young objects less often (call at process start)."""
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+def freeze_startup_objects() -> None:
+    """Move every object alive now out of the collector's sight (call once start-up is done).
+
+    They live as long as the process anyway; full collections then walk only what came later
+    (80-90 ms → a few ms). Frozen objects are still freed by reference counting.
+    """
+    gc.collect()
+    gc.freeze()

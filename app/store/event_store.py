@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.domain import upcasting
 from app.domain.canonical import canonical_json, event_hash, format_ms, parse_ms
 from app.domain.events import Event, NewEvent
+from app.domain.projection import build
 from app.store.database import Prepared
 from app.store.tables import any_of, event_positions, events, id_list, prepared
 
@@ -38,18 +39,19 @@ EMPTY = StreamHead()
 
 def row_to_event(row: Any) -> Event:
     """Map an `events` row (indexable by column name) to an Event."""
-    return Event(
-        position=row["position"],
-        stream_id=row["stream_id"],
-        sequence=row["sequence"],
-        event_id=row["event_id"],
-        type=row["type"],
-        timestamp=row["timestamp"],
-        job_id=row["job_id"],
-        agent_id=row["agent_id"],
-        payload=json.loads(row["payload"]),
-        hash=row["hash"],
-    )
+    return build(Event, {
+        "position": row["position"],
+        "stream_id": row["stream_id"],
+        "sequence": row["sequence"],
+        "event_id": row["event_id"],
+        "type": row["type"],
+        "timestamp": row["timestamp"],
+        "job_id": row["job_id"],
+        "agent_id": row["agent_id"],
+        "payload": json.loads(row["payload"]),
+        "hash": row["hash"],
+        "payload_json": None,
+    })
 
 
 def _seal(
@@ -64,6 +66,7 @@ def _seal(
     for offset, new in enumerate(new_events, start=1):
         event_id = str(uuid.uuid4())
         sequence = head.sequence + offset
+        payload_json = canonical_json(new.payload)
         digest = event_hash(
             prev_hash=prev,
             stream_id=stream_id,
@@ -73,9 +76,13 @@ def _seal(
             timestamp=timestamp,
             agent_id=new.agent_id,
             payload=new.payload,
+            payload_json=payload_json,
         )
         sealed.append(
-            Event(0, stream_id, sequence, event_id, new.type, timestamp, job_id, new.agent_id, new.payload, digest)
+            Event(
+                0, stream_id, sequence, event_id, new.type, timestamp, job_id, new.agent_id, new.payload, digest,
+                payload_json,
+            )
         )
         prev = digest
     return sealed
@@ -131,7 +138,7 @@ async def insert_sealed(conn: AsyncConnection, sealed: Sequence[Event]) -> list[
     if not sealed:
         return []
     registry = upcasting.current_registry()
-    payloads = [canonical_json(e.payload) for e in sealed]
+    payloads = [canonical_json(e.payload) if e.payload_json is None else e.payload_json for e in sealed]
     versions = [registry.current_version(e.type) for e in sealed]
     try:
         if conn.dialect.name == "postgresql":

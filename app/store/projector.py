@@ -11,7 +11,7 @@ from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain.canonical import canonical_json
-from app.domain.projection import AgentView, JobProjection, JobView
+from app.domain.projection import AgentView, JobProjection, JobView, build
 from app.store.database import Prepared
 from app.store.tables import agents, any_of, id_list, jobs, prepared
 
@@ -51,13 +51,13 @@ def row_to_job(row: Any) -> JobView:
                 raw = tuple(raw)
         values[f] = raw
     values["daemon"] = bool(values["daemon"])
-    return JobView(**values)
+    return build(JobView, values)
 
 
 def row_to_agent(row: Any) -> AgentView:
     """The AgentView of an `agents` row (indexable by column name)."""
     values = {f: (_load(row[f]) if f in _AGENT_JSON else row[f]) for f in _AGENT_FIELDS}
-    return AgentView(**values)
+    return build(AgentView, values)
 
 
 # Built once: a statement constructed per call costs SQLAlchemy its construction, coercions and a

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.domain.bundle import project_bundle
 from app.domain.canonical import canonical_json
 from app.domain.events import Event
-from app.domain.projection import JobProjection, fold
+from app.domain.projection import JobProjection, build, fold
 from app.store.database import Database, driver_fetch
 from app.store.projector import agent_to_row, job_to_row
 from app.store.tables import agents, bundles, jobs
@@ -71,7 +71,13 @@ async def _raw_streams(conn: AsyncConnection, *, job_streams: bool) -> AsyncIter
 
 def _decode(rows: list[RawRow]) -> list[Event]:
     loads = json.loads
-    return [Event(p, s, q, i, t, ts, j, a, loads(payload), h) for p, s, q, i, t, ts, j, a, payload, h in rows]
+    return [
+        build(Event, {
+            "position": p, "stream_id": s, "sequence": q, "event_id": i, "type": t, "timestamp": ts, "job_id": j,
+            "agent_id": a, "payload": loads(payload), "hash": h, "payload_json": None,
+        })
+        for p, s, q, i, t, ts, j, a, payload, h in rows
+    ]
 
 
 async def _streams(conn: AsyncConnection, *, job_streams: bool) -> AsyncIterator[tuple[str, list[Event]]]:

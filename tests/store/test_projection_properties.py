@@ -46,7 +46,7 @@ from app.domain.job import (
 from app.domain.projection import JobProjection, fold, project
 from app.domain.runtime_state import JobRuntime, fold_runtime
 from app.service import Service
-from app.store import event_store, leases
+from app.store import event_store, leases, projector
 from app.store.database import Database
 from app.store.leases import Fence, LeaseLost
 from app.store.projector import agent_to_row, job_to_row
@@ -405,6 +405,12 @@ async def test_rebuild_equals_incremental_projection(db: Database, service: Serv
     assert statuses & {"running", "paused"}, statuses  # the walks got past bootstrap
     assert any(r["processed_messages"] > 0 for r in live[1])
     assert await verify(db) == []
+    async with db.read() as conn:  # the views the write path loads are the views the fold computes
+        for job_id in job_ids:
+            folded = fold(await event_store.read_stream(conn, job_id))
+            assert folded is not None
+            assert await projector.load_job(conn, job_id, lock=False) == folded.job
+            assert await projector.load_agents(conn, job_id, folded.agents) == dict(folded.agents)
 
     replayed = await rebuild(db)
     async with db.read() as conn:

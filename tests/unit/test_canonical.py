@@ -1,4 +1,4 @@
-"""Timestamps (SPEC §1.3): `format_ms` and `parse_ms`, whose per-second caches must not change a byte."""
+"""SPEC §1.3: timestamps (`format_ms`, `parse_ms`, per-second caches) and the event hash, which must not change a byte."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.domain.canonical import format_ms, parse_ms
+from app.domain.canonical import canonical_json, event_hash, format_ms, parse_ms, sha256_hex
 
 # From 1970 to the year 2200, in milliseconds.
 EPOCH_MS = st.integers(min_value=0, max_value=7_258_118_400_000)
@@ -48,3 +48,32 @@ def test_parse_reads_other_fraction_lengths(text: str, expected: int) -> None:
 def test_parse_rejects_a_malformed_stamp() -> None:
     with pytest.raises(ValueError):
         parse_ms("2026-11-30 08:00:00.000Z")
+
+
+# ------------------------------------------------------------------------------------ event hash
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(
+    prev_hash=st.text(), stream_id=st.text(), sequence=st.integers(min_value=1), event_id=st.text(),
+    type_=st.text(), timestamp=st.text(), agent_id=st.none() | st.text(),
+    payload=st.dictionaries(st.text(), JSON_VALUES, max_size=6),
+)
+def test_the_event_hash_is_the_sha256_of_the_canonical_json_of_its_eight_fields(
+    prev_hash: str, stream_id: str, sequence: int, event_id: str, type_: str, timestamp: str,
+    agent_id: str | None, payload: dict,
+) -> None:
+    # SPEC §1.3 by its definition: the hash assembled around the payload's text must not change a byte.
+    definition = sha256_hex(canonical_json({
+        "prev_hash": prev_hash, "stream_id": stream_id, "sequence": sequence, "event_id": event_id,
+        "type": type_, "timestamp": timestamp, "agent_id": agent_id, "payload": payload,
+    }))
+    fields = dict(prev_hash=prev_hash, stream_id=stream_id, sequence=sequence, event_id=event_id,
+                  type_=type_, timestamp=timestamp, agent_id=agent_id, payload=payload)
+    assert event_hash(**fields) == definition
+    assert event_hash(**fields, payload_json=canonical_json(payload)) == definition

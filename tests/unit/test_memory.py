@@ -1,7 +1,8 @@
-"""app.runtime.memory: freed heap pages go back to the OS (glibc only)."""
+"""app.runtime.memory: freed heap pages go back to the OS (glibc only); the cyclic GC is tuned."""
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
@@ -35,3 +36,17 @@ def test_trim_returns_fragmented_free_memory_to_the_os() -> None:
 def test_trim_and_limit_arenas_answer_whether_they_acted() -> None:
     assert isinstance(memory.trim(), bool)
     assert memory.limit_arenas() is (memory._LIBC is not None)
+
+
+def test_gc_tuning_raises_the_young_threshold_and_freezes_what_exists() -> None:
+    thresholds = gc.get_threshold()
+    try:
+        memory.tune_gc()
+        assert gc.get_threshold() == memory.GC_THRESHOLDS
+        survivor = [object()]  # a container alive at the freeze
+        memory.freeze_startup_objects()
+        assert gc.get_freeze_count() > 0
+        assert not any(o is survivor for o in gc.get_objects())  # out of the collector's sight
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
