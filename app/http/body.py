@@ -107,10 +107,21 @@ def parse_json(body: bytes) -> Any:
         raise ApiError(400, DEPTH_MESSAGE) from None
     except ValueError as exc:
         raise ApiError(400, f"invalid JSON: {exc}") from None
-    problem = _content_problem(value)
-    if problem is not None:
-        raise ApiError(400, problem)
+    if _may_hold_a_problem(body):
+        problem = _content_problem(value)
+        if problem is not None:
+            raise ApiError(400, problem)
     return value
+
+
+def _may_hold_a_problem(body: bytes) -> bool:
+    """False when the raw text already rules out what `_content_problem` looks for.
+
+    A NUL or a lone surrogate in a parsed string can only come from a `\\u` escape (the raw
+    bytes are UTF-8 without NUL), and nesting deeper than the limit needs more opening brackets
+    than the limit. Walking every value of a large manifest was 3 % of a submit's CPU.
+    """
+    return b"\\u" in body or body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH
 
 
 async def json_object_body(request: Request[Any, Any, Any], limit: int) -> dict[str, Any] | None:
