@@ -52,9 +52,14 @@ _LEASE_ROWS_FOR_SHARE = prepared(
     .order_by(job_leases.c.job_id)
     .with_for_update(read=True)
 )
-_DROP = (
-    prepared(lambda d: delete(job_leases).where(any_of(job_leases.c.job_id, "b_job_ids", d))),
-    prepared(lambda d: delete(executor_leases).where(any_of(executor_leases.c.job_id, "b_job_ids", d))),
+# A terminal commit drops its job's lease and executor lease rows (see drop_jobs); on Postgres in
+# one statement, the job lease rows in a data-modifying CTE.
+_DROP_JOB_LEASES = prepared(lambda d: delete(job_leases).where(any_of(job_leases.c.job_id, "b_job_ids", d)))
+_DROP_EXECUTOR_LEASES = prepared(
+    lambda d: delete(executor_leases).where(any_of(executor_leases.c.job_id, "b_job_ids", d))
+)
+_DROP_BOTH_PG = Prepared(
+    _DROP_EXECUTOR_LEASES.statement.add_cte(_DROP_JOB_LEASES.statement.cte("dropped_job_leases"))
 )
 
 # Built once (a busy node claims on every finished job); on SQLite the claim is a VALUES list.
@@ -113,7 +118,8 @@ async def drop_jobs(conn: AsyncConnection, job_ids: list[str]) -> None:
     """`drop_job` for several jobs."""
     for start in range(0, len(job_ids), 500):
         values = {"b_job_ids": id_list(conn.dialect.name, job_ids[start : start + 500])}
-        for drop in _DROP:
+        drops = [_DROP_BOTH_PG] if conn.dialect.name == "postgresql" else [_DROP_JOB_LEASES, _DROP_EXECUTOR_LEASES]
+        for drop in drops:
             await drop.execute_many(conn, [values])
 
 

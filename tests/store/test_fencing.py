@@ -14,11 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from sqlalchemy import insert, select
 
 from app.domain import events as ev
 from app.domain.events import Event, NewEvent
 from app.domain.job import (
     AdmitJob,
+    CancelJob,
     CommitStep,
     FailStep,
     RecordAgentEvents,
@@ -30,6 +32,7 @@ from app.store import event_store, leases
 from app.store.database import Database
 from app.store.leases import Fence, LeaseLost, TakenLease
 from app.store.rebuild import verify
+from app.store.tables import executor_leases, job_leases
 
 T0 = 1_711_623_600_000
 TTL = 10_000
@@ -243,3 +246,22 @@ async def test_a_fenced_step_waits_for_an_in_flight_take_over_and_then_fails(
     taken = await other
     assert taken is not None and taken.fence == Fence("inc-b", 2)
     assert await stream(db, job_id) == before
+
+
+async def test_the_terminal_commit_drops_the_jobs_lease_and_executor_lease_rows(
+    fenced_service: Service, db: Database, clock: Clock
+) -> None:
+    ended, _ = await running_job(db, fenced_service, clock)
+    alive, _ = await running_job(db, fenced_service, clock)
+    async with db.write() as conn:
+        for job_id in (ended, alive):
+            await conn.execute(insert(executor_leases).values(
+                lease_id=f"lease-{job_id}", node="n1", incarnation="inc-a", job_id=job_id, agent_id="router",
+                pool="default", slots=1, state="held", requested_at_ms=clock.now,
+            ))
+    await fenced_service.execute(ended, CancelJob("test"))
+
+    async with db.read() as conn:
+        lease_jobs = set((await conn.execute(select(job_leases.c.job_id))).scalars())
+        executor_jobs = set((await conn.execute(select(executor_leases.c.job_id))).scalars())
+    assert lease_jobs == executor_jobs == {alive}
