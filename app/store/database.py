@@ -313,7 +313,6 @@ class Prepared:
     def _args(self, values: Mapping[str, Any]) -> list[Any]:
         return [values[name] if name in values else self.fixed[name] for name in self.names]
 
-
     async def rows(self, conn: AsyncConnection, values: Mapping[str, Any] | None = None) -> list[Any]:
         """Every row of a query, each indexable by column name."""
         raw = self._driver(conn)
