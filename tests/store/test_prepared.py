@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from app.domain.events import NewEvent
-from app.store import event_store
+from app.store import database, event_store
 from app.store.database import Database, Prepared, is_unavailable
 from app.store.event_store import ConcurrencyConflict, StreamHead
 from app.store.tables import event_positions, events
@@ -124,9 +124,12 @@ async def test_a_connection_lost_in_a_write_is_unavailable_and_not_reused(db: Da
         assert len(await _BY_STREAM.rows(conn, {"b_stream": "p5"})) == 1
 
 
-async def test_a_connection_that_died_in_the_pool_fails_its_write_as_unavailable(db: Database) -> None:
+async def test_a_connection_that_died_in_the_pool_fails_its_write_as_unavailable(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if not db.is_postgres:
         pytest.skip("a server-side session kill exists on Postgres only; SQLite has no server")
+    monkeypatch.setattr(database, "PING_AFTER_IDLE_SECONDS", 3600.0)  # however slow the machine: no ping
     async with db.write() as conn:
         pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
     killer = await asyncpg.connect(db.url.replace("postgresql+asyncpg://", "postgresql://", 1))  # outside the pool
@@ -134,7 +137,7 @@ async def test_a_connection_that_died_in_the_pool_fails_its_write_as_unavailable
         await killer.execute(f"SELECT pg_terminate_backend({pid})")
     finally:
         await killer.close()
-    await asyncio.sleep(0.2)  # the driver sees the session end; the pool does not ping a fresh connection
+    await asyncio.sleep(0.2)  # the driver sees the session end
     with pytest.raises(Exception) as raised:
         async with db.write() as conn:
             await event_store.insert_sealed(conn, _seal("p6", 1))
