@@ -64,7 +64,7 @@ def row_to_agent(row: Any) -> AgentView:
 # fresh cache key every time (in a profiled 200-executor fan-out, `save` alone, which built its
 # UPDATEs per call, was 13 % of the node's CPU).
 SELECT_JOB = select(jobs).where(jobs.c.job_id == bindparam("b_job_id"))
-_LOAD_JOB = Prepared(SELECT_JOB)
+JOB_ROW = Prepared(SELECT_JOB)  # the job's row (b_job_id); also the read model's GET /jobs/{id}
 _LOAD_JOB_FOR_UPDATE = Prepared(SELECT_JOB.with_for_update())  # FOR UPDATE: Postgres only (SQLite drops it)
 _LOAD_AGENTS = prepared(
     lambda d: select(agents).where(
@@ -84,7 +84,7 @@ _LOAD_AGENTS_OF = prepared(
 
 async def load_job(conn: AsyncConnection, job_id: str, *, lock: bool) -> JobView | None:
     """Load a job row; with `lock`, hold its row lock (Postgres) until the transaction ends."""
-    row = await (_LOAD_JOB_FOR_UPDATE if lock else _LOAD_JOB).first(conn, {"b_job_id": job_id})
+    row = await (_LOAD_JOB_FOR_UPDATE if lock else JOB_ROW).first(conn, {"b_job_id": job_id})
     return None if row is None else row_to_job(row)
 
 

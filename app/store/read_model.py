@@ -26,7 +26,7 @@ from app.domain.canonical import canonical_json, format_ms
 from app.domain.events import ALL_STATUSES, TERMINAL_STATUSES
 from app.store.database import Prepared
 from app.store.event_store import api_record, read_stream_rows
-from app.store.projector import SELECT_JOB
+from app.store.projector import JOB_ROW
 from app.store.tables import (
     agents,
     any_of,
@@ -160,7 +160,6 @@ _ACTIVE_EXECUTORS = prepared(
     )
     .group_by(agents.c.job_id)
 )
-_JOB = Prepared(SELECT_JOB)
 _AGENTS_OF_JOB = Prepared(select(agents).where(agents.c.job_id == bindparam("b_job_id")))
 _STATUS = Prepared(select(jobs.c.status).where(jobs.c.job_id == bindparam("b_job_id")))
 _TIP = Prepared(select(jobs.c.status, jobs.c.last_sequence).where(jobs.c.job_id == bindparam("b_job_id")))
@@ -307,7 +306,7 @@ async def _heartbeat(conn: AsyncConnection, node: str) -> str | None:
 
 async def job_details(conn: AsyncConnection, job_id: str, *, now_ms: int) -> dict[str, Any] | None:
     """The §2.9 details of a job (job, summary, agents, recent_events, sandboxes); None if unknown."""
-    row = await _JOB.first(conn, {"b_job_id": job_id})
+    row = await JOB_ROW.first(conn, {"b_job_id": job_id})
     if row is None:
         return None
     # Sorted here, not by the database: agent ids in code-point order whatever the collation.
