@@ -46,7 +46,7 @@ from app.domain.job import (
     submitted_payload,
 )
 from app.domain.projection import JobProjection, fold
-from app.store import event_store, leases, projector, writes
+from app.store import event_store, leases, projector
 from app.store import nodes as nodes_store
 from app.store.database import Database, is_unavailable
 from app.store.event_store import ConcurrencyConflict, StreamHead
@@ -294,14 +294,9 @@ class Service:
         if not changed:
             return results
         final = {j: states[j] for j in changed}
-        recorded = iter(
-            await writes.finish(
-                conn,
-                [(before.get(j), s) for j, s in final.items() if s is not None],
-                [j for j, s in final.items() if s is not None and s.job.terminal],
-                [e for sealed in sealed_of for e in sealed],
-            )
-        )
+        await projector.save_many(conn, [(before.get(j), s) for j, s in final.items() if s is not None])
+        await leases.drop_jobs(conn, [j for j, s in final.items() if s is not None and s.job.terminal])
+        recorded = iter(await event_store.insert_sealed(conn, [e for sealed in sealed_of for e in sealed]))
         for i, sealed in enumerate(sealed_of):
             if sealed:
                 outcome = results[i]
@@ -345,7 +340,13 @@ class Service:
         sealed = event_store.seal(job_id, job_id, head, decision.events, now)
         after = fold(sealed, state)
         assert after is not None
-        recorded = await writes.finish(conn, [(state, after)], [job_id] if after.job.terminal else [], sealed)
+        try:
+            await projector.save(conn, state, after)
+        except IntegrityError as exc:
+            raise ConcurrencyConflict(job_id) from exc
+        if after.job.terminal:
+            await leases.drop_job(conn, job_id)
+        recorded = await event_store.insert_sealed(conn, sealed)
         return Outcome(recorded, after)
 
     async def submit(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,7 +115,7 @@ _ROWS = (
     .table_valued(*_ARRAY_COLUMNS, with_ordinality="ord")
     .render_derived()
 )
-APPEND_PG = (
+_APPEND_PG = Prepared(
     insert(events)
     .from_select(
         ["position", *_ARRAY_COLUMNS],
@@ -124,7 +124,6 @@ APPEND_PG = (
     )
     .returning(events.c.position)
 )
-_APPEND_PG = Prepared(APPEND_PG)
 
 
 async def insert_sealed(conn: AsyncConnection, sealed: Sequence[Event]) -> list[Event]:
@@ -138,69 +137,47 @@ async def insert_sealed(conn: AsyncConnection, sealed: Sequence[Event]) -> list[
     """
     if not sealed:
         return []
-    if conn.dialect.name == "postgresql":
-        return await append_pg(conn, _APPEND_PG, sealed)
-    payloads, versions = _payloads(sealed), _versions(sealed)
-    try:
-        taken = await _TAKE_POSITIONS.first(conn, {"b_count": len(sealed)})
-        first = taken["last_position"] - len(sealed) + 1
-        rows = [
-            {
-                "position": first + i,
-                "stream_id": e.stream_id,
-                "sequence": e.sequence,
-                "event_id": e.event_id,
-                "type": e.type,
-                "timestamp": e.timestamp,
-                "job_id": e.job_id,
-                "agent_id": e.agent_id,
-                "payload": payload,
-                "hash": e.hash,
-                "schema_version": version,
-            }
-            for i, (e, payload, version) in enumerate(zip(sealed, payloads, versions, strict=True))
-        ]
-        await _INSERT_EVENTS.execute_many(conn, rows)
-    except IntegrityError as exc:
-        raise ConcurrencyConflict(sealed[0].stream_id) from exc
-    return _recorded(first, sealed)
-
-
-async def append_pg(
-    conn: AsyncConnection, statement: Prepared, sealed: Sequence[Event], values: Mapping[str, Any] | None = None
-) -> list[Event]:
-    """Run `statement` — APPEND_PG, possibly carrying more writes as CTEs (bound by `values`) —
-    for non-empty `sealed`; raise ConcurrencyConflict on a taken key (see insert_sealed)."""
-    arrays: dict[str, Any] = {
-        "b_count": len(sealed),
-        "b_stream_id": [e.stream_id for e in sealed],
-        "b_sequence": [e.sequence for e in sealed],
-        "b_event_id": [e.event_id for e in sealed],
-        "b_type": [e.type for e in sealed],
-        "b_timestamp": [e.timestamp for e in sealed],
-        "b_job_id": [e.job_id for e in sealed],
-        "b_agent_id": [e.agent_id for e in sealed],
-        "b_payload": _payloads(sealed),
-        "b_hash": [e.hash for e in sealed],
-        "b_schema_version": _versions(sealed),
-    }
-    try:
-        first = min(r["position"] for r in await statement.rows(conn, {**arrays, **(values or {})}))
-    except IntegrityError as exc:
-        raise ConcurrencyConflict(sealed[0].stream_id) from exc
-    return _recorded(first, sealed)
-
-
-def _payloads(sealed: Sequence[Event]) -> list[str]:
-    return [canonical_json(e.payload) if e.payload_json is None else e.payload_json for e in sealed]
-
-
-def _versions(sealed: Sequence[Event]) -> list[int]:
     registry = upcasting.current_registry()
-    return [registry.current_version(e.type) for e in sealed]
-
-
-def _recorded(first: int, sealed: Sequence[Event]) -> list[Event]:
+    payloads = [canonical_json(e.payload) if e.payload_json is None else e.payload_json for e in sealed]
+    versions = [registry.current_version(e.type) for e in sealed]
+    try:
+        if conn.dialect.name == "postgresql":
+            values: dict[str, Any] = {
+                "b_count": len(sealed),
+                "b_stream_id": [e.stream_id for e in sealed],
+                "b_sequence": [e.sequence for e in sealed],
+                "b_event_id": [e.event_id for e in sealed],
+                "b_type": [e.type for e in sealed],
+                "b_timestamp": [e.timestamp for e in sealed],
+                "b_job_id": [e.job_id for e in sealed],
+                "b_agent_id": [e.agent_id for e in sealed],
+                "b_payload": payloads,
+                "b_hash": [e.hash for e in sealed],
+                "b_schema_version": versions,
+            }
+            first = min(r["position"] for r in await _APPEND_PG.rows(conn, values))
+        else:
+            taken = await _TAKE_POSITIONS.first(conn, {"b_count": len(sealed)})
+            first = taken["last_position"] - len(sealed) + 1
+            rows = [
+                {
+                    "position": first + i,
+                    "stream_id": e.stream_id,
+                    "sequence": e.sequence,
+                    "event_id": e.event_id,
+                    "type": e.type,
+                    "timestamp": e.timestamp,
+                    "job_id": e.job_id,
+                    "agent_id": e.agent_id,
+                    "payload": payload,
+                    "hash": e.hash,
+                    "schema_version": version,
+                }
+                for i, (e, payload, version) in enumerate(zip(sealed, payloads, versions, strict=True))
+            ]
+            await _INSERT_EVENTS.execute_many(conn, rows)
+    except IntegrityError as exc:
+        raise ConcurrencyConflict(sealed[0].stream_id) from exc
     return [
         Event(first + i, e.stream_id, e.sequence, e.event_id, e.type, e.timestamp, e.job_id, e.agent_id, e.payload, e.hash)
         for i, e in enumerate(sealed)

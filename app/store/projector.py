@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, select, update
@@ -15,8 +15,8 @@ from app.domain.projection import AgentView, JobProjection, JobView, build
 from app.store.database import Prepared
 from app.store.tables import agents, any_of, id_list, jobs, prepared
 
-JOB_FIELDS = tuple(f.name for f in fields(JobView))  # the columns of `jobs`, in order
-AGENT_FIELDS = tuple(f.name for f in fields(AgentView))  # the columns of `agents`
+_JOB_FIELDS = tuple(f.name for f in fields(JobView))
+_AGENT_FIELDS = tuple(f.name for f in fields(AgentView))
 _JOB_JSON = frozenset({"root_agent_ids", "result", "nodes", "manifest_ref", "bundle", "sandbox_names"})
 _JOB_TUPLES = frozenset({"root_agent_ids", "nodes", "sandbox_names"})
 _AGENT_JSON = frozenset({"state"})
@@ -28,12 +28,12 @@ def _dump(value: Any) -> str | None:
 
 def job_to_row(job: JobView) -> dict[str, Any]:
     """The `jobs` row of a JobView."""
-    return {f: (_dump(getattr(job, f)) if f in _JOB_JSON else getattr(job, f)) for f in JOB_FIELDS}
+    return {f: (_dump(getattr(job, f)) if f in _JOB_JSON else getattr(job, f)) for f in _JOB_FIELDS}
 
 
 def agent_to_row(agent: AgentView) -> dict[str, Any]:
     """The `agents` row of an AgentView."""
-    return {f: (_dump(getattr(agent, f)) if f in _AGENT_JSON else getattr(agent, f)) for f in AGENT_FIELDS}
+    return {f: (_dump(getattr(agent, f)) if f in _AGENT_JSON else getattr(agent, f)) for f in _AGENT_FIELDS}
 
 
 def _load(value: str | None) -> Any:
@@ -43,7 +43,7 @@ def _load(value: str | None) -> Any:
 def row_to_job(row: Any) -> JobView:
     """The JobView of a `jobs` row (indexable by column name)."""
     values: dict[str, Any] = {}
-    for f in JOB_FIELDS:
+    for f in _JOB_FIELDS:
         raw = row[f]
         if f in _JOB_JSON:
             raw = _load(raw)
@@ -56,7 +56,7 @@ def row_to_job(row: Any) -> JobView:
 
 def row_to_agent(row: Any) -> AgentView:
     """The AgentView of an `agents` row (indexable by column name)."""
-    values = {f: (_load(row[f]) if f in _AGENT_JSON else row[f]) for f in AGENT_FIELDS}
+    values = {f: (_load(row[f]) if f in _AGENT_JSON else row[f]) for f in _AGENT_FIELDS}
     return build(AgentView, values)
 
 
@@ -132,56 +132,45 @@ async def load_agents_of(conn: AsyncConnection, wanted: dict[str, set[str]]) -> 
 _UPDATE_JOB = Prepared(
     update(jobs)
     .where(jobs.c.job_id == bindparam("b_job_id"))
-    .values({f: bindparam(f) for f in JOB_FIELDS if f != "job_id"})
+    .values({f: bindparam(f) for f in _JOB_FIELDS if f != "job_id"})
 )
 _UPDATE_AGENT = Prepared(
     update(agents)
     .where(and_(agents.c.job_id == bindparam("b_job_id"), agents.c.agent_id == bindparam("b_agent_id")))
-    .values({f: bindparam(f) for f in AGENT_FIELDS if f not in ("job_id", "agent_id")})
+    .values({f: bindparam(f) for f in _AGENT_FIELDS if f not in ("job_id", "agent_id")})
 )
-_INSERT_JOB = Prepared(insert(jobs).values({f: bindparam(f) for f in JOB_FIELDS}))
-_INSERT_AGENT = Prepared(insert(agents).values({f: bindparam(f) for f in AGENT_FIELDS}))
-
-
-@dataclass
-class RowChanges:
-    """The rows a set of projection changes writes: inserts for new jobs, updates for the rest."""
-
-    new_jobs: list[dict[str, Any]] = field(default_factory=list)
-    new_agents: list[dict[str, Any]] = field(default_factory=list)
-    job_updates: list[dict[str, Any]] = field(default_factory=list)
-    agent_updates: list[dict[str, Any]] = field(default_factory=list)
-
-
-def changed_rows(changes: list[tuple[JobProjection | None, JobProjection]]) -> RowChanges:
-    """The rows of each (before, after): every row of a new job; the job row and the agent rows
-    whose view changed (by identity: the fold replaces what it changes) of an existing one."""
-    rows = RowChanges()
-    for before, after in changes:
-        if before is None:
-            rows.new_jobs.append(job_to_row(after.job))
-            rows.new_agents.extend(agent_to_row(a) for a in after.agents.values())
-            continue
-        rows.job_updates.append(job_to_row(after.job))
-        rows.agent_updates.extend(
-            agent_to_row(agent) for agent_id, agent in after.agents.items() if before.agents.get(agent_id) is not agent
-        )
-    return rows
-
-
-def _keyed(row: dict[str, Any], *keys: str) -> dict[str, Any]:
-    """A row for the UPDATE statements, whose key columns are bound as b_<key>."""
-    values = dict(row)
-    for key in keys:
-        values[f"b_{key}"] = values.pop(key)
-    return values
+_INSERT_JOB = Prepared(insert(jobs).values({f: bindparam(f) for f in _JOB_FIELDS}))
+_INSERT_AGENT = Prepared(insert(agents).values({f: bindparam(f) for f in _AGENT_FIELDS}))
 
 
 async def save_many(conn: AsyncConnection, changes: list[tuple[JobProjection | None, JobProjection]]) -> None:
     """`save` for several jobs at once: one INSERT per table for new jobs, one UPDATE each (executemany)."""
-    rows = changed_rows(changes)
-    await _INSERT_JOB.execute_many(conn, rows.new_jobs)
-    for start in range(0, len(rows.new_agents), 1000):
-        await _INSERT_AGENT.execute_many(conn, rows.new_agents[start : start + 1000])
-    await _UPDATE_JOB.execute_many(conn, [_keyed(r, "job_id") for r in rows.job_updates])
-    await _UPDATE_AGENT.execute_many(conn, [_keyed(r, "job_id", "agent_id") for r in rows.agent_updates])
+    new_jobs: list[dict[str, Any]] = []
+    new_agents: list[dict[str, Any]] = []
+    job_updates: list[dict[str, Any]] = []
+    agent_updates: list[dict[str, Any]] = []
+    for before, after in changes:
+        if before is None:
+            new_jobs.append(job_to_row(after.job))
+            new_agents.extend(agent_to_row(a) for a in after.agents.values())
+            continue
+        row = job_to_row(after.job)
+        row["b_job_id"] = row.pop("job_id")
+        job_updates.append(row)
+        for agent_id, agent in after.agents.items():
+            if before.agents.get(agent_id) is agent:
+                continue
+            values = agent_to_row(agent)
+            values["b_job_id"] = values.pop("job_id")
+            values["b_agent_id"] = values.pop("agent_id")
+            agent_updates.append(values)
+    await _INSERT_JOB.execute_many(conn, new_jobs)
+    for start in range(0, len(new_agents), 1000):
+        await _INSERT_AGENT.execute_many(conn, new_agents[start : start + 1000])
+    await _UPDATE_JOB.execute_many(conn, job_updates)
+    await _UPDATE_AGENT.execute_many(conn, agent_updates)
+
+
+async def save(conn: AsyncConnection, before: JobProjection | None, after: JobProjection) -> None:
+    """Write what changed between two projections of one job."""
+    await save_many(conn, [(before, after)])

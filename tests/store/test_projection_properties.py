@@ -15,7 +15,6 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text
@@ -47,13 +46,12 @@ from app.domain.job import (
 from app.domain.projection import JobProjection, fold, project
 from app.domain.runtime_state import JobRuntime, fold_runtime
 from app.service import Service
-from app.store import event_store, leases, projector, writes
+from app.store import event_store, leases, projector
 from app.store.database import Database
-from app.store.event_store import ConcurrencyConflict
 from app.store.leases import Fence, LeaseLost
 from app.store.projector import agent_to_row, job_to_row
 from app.store.rebuild import rebuild, verify
-from app.store.tables import agents, event_positions, jobs
+from app.store.tables import agents, jobs
 
 PURE_JOB = "walk_v1-1711623600000-0123456789ab"
 T0 = 1_711_623_600_000
@@ -432,26 +430,3 @@ async def test_rebuild_equals_incremental_projection(db: Database, service: Serv
     await rebuild(db)
     assert await _rows(db) == live
     assert await verify(db) == []
-
-
-async def test_finishing_a_command_on_a_taken_job_id_is_a_conflict_and_writes_nothing(
-    db: Database, service: Service
-) -> None:
-    # The write that ends a command (projection rows, lease clean-up, events; one statement on
-    # Postgres) either happens whole or not at all.
-    payload = submitted_payload(manifest=manifest(), bundle=None, idempotency_key=None, request_sha256="0" * 64)
-    job_id = (await service.submit(manifest=manifest(), bundle=None, idempotency_key=None,
-                                   request_sha256="0" * 64)).job_id
-    before = await _rows(db)
-    async with db.read() as conn:
-        positions = len(await event_store.read_job_events(conn))
-    sealed = event_store.seal(job_id, job_id, event_store.EMPTY, decide(None, SubmitJob(payload), job_id).events, T0)
-    again = fold(sealed)
-    assert again is not None
-    with pytest.raises(ConcurrencyConflict):
-        async with db.write() as conn:
-            await writes.finish(conn, [(None, again)], [], sealed)
-    assert await _rows(db) == before
-    async with db.read() as conn:
-        assert len(await event_store.read_job_events(conn)) == positions
-        assert (await conn.execute(select(event_positions.c.last_position))).scalar_one() == positions
