@@ -124,12 +124,31 @@ BATCHES_IN_FLIGHT = 1
 
 @dataclass(eq=False)
 class _Pending:
-    """A command waiting for its turn in a group commit."""
+    """A command waiting for its turn in a group commit (after `after`, if it is part of a chain)."""
 
     job_id: str
     command: Command
     fence: Fence | None
     future: asyncio.Future[Outcome]
+    after: _Pending | None = None
+
+
+def _chain_broken(pending: _Pending, settled: dict[_Pending, Outcome | BaseException]) -> bool:
+    """Whether the command `pending` follows in its chain appended nothing (or failed)."""
+    before = pending.after
+    if before is None:
+        return False
+    result = settled.get(before)
+    if result is None:  # settled by an earlier batch
+        future = before.future
+        if not future.done() or future.cancelled() or future.exception() is not None:
+            return True
+        result = future.result()
+    return not isinstance(result, Outcome) or not result.events
+
+
+def _chain_dropped() -> Rejected:
+    return Rejected("dropped", "the command it follows appended nothing")
 
 
 class _RunAlone(Exception):
@@ -177,17 +196,41 @@ class Service:
         ones left), so that N concurrent commands cost one BEGIN, one lock of the position
         counter and one COMMIT (one WAL flush) instead of N. A command alone runs on its own.
         """
-        if isinstance(command, FENCED_COMMANDS) and fence is None:
-            raise ValueError(f"{type(command).__name__} must carry the job lease")
-        pending = _Pending(job_id, command, fence, asyncio.get_running_loop().create_future())
-        self._queue.append(pending)
+        (result,) = await self.execute_chain(job_id, [command], fence)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def execute_chain(
+        self, job_id: str, commands: Sequence[Command], fence: Fence | None = None
+    ) -> list[Outcome | BaseException]:
+        """Execute `commands` of one job in order, each only if the one before it appended events.
+
+        They enter the group commit together, so they usually share one transaction; should the
+        batch run its commands one by one, the order holds and a command whose predecessor
+        appended nothing is dropped (`Rejected`). Returns each command's outcome or exception.
+        """
+        loop = asyncio.get_running_loop()
+        chain: list[_Pending] = []
+        for command in commands:
+            if isinstance(command, FENCED_COMMANDS) and fence is None:
+                raise ValueError(f"{type(command).__name__} must carry the job lease")
+            chain.append(_Pending(job_id, command, fence, loop.create_future(), chain[-1] if chain else None))
+        self._queue.extend(chain)
         self._start_batches()
+        results: list[Outcome | BaseException] = []
         try:
-            return await pending.future
+            for pending in chain:
+                try:
+                    results.append(await pending.future)
+                except Exception as exc:
+                    results.append(exc)
         except asyncio.CancelledError:
-            if pending in self._queue:  # not started yet: it never runs
-                self._queue.remove(pending)
+            for pending in chain:
+                if pending in self._queue:  # not started yet: it never runs
+                    self._queue.remove(pending)
             raise
+        return results
 
     def _start_batches(self) -> None:
         limit = BATCHES_IN_FLIGHT if self.db.is_postgres else 1
@@ -225,6 +268,8 @@ class Service:
                 return
         for i, p in enumerate(live):  # one command, or a batch that conflicted: one transaction each
             try:
+                if _chain_broken(p, {}):
+                    raise _chain_dropped()
                 result: Outcome | BaseException = await self._execute_one(p.job_id, p.command, p.fence)
             except Exception as exc:
                 result = exc
@@ -261,11 +306,14 @@ class Service:
         }
         states: dict[str, JobProjection | None] = dict(before)
         results: list[Outcome | BaseException] = []
+        settled: dict[_Pending, Outcome | BaseException] = {}
         sealed_of: list[list[Event]] = []
         for p in batch:
             state = states.get(p.job_id)
             sealed: list[Event] = []
             try:
+                if _chain_broken(p, settled):
+                    raise _chain_dropped()
                 now = self.clock()
                 if p.fence is not None:
                     leases.check_fence_row(lease_rows.get(p.job_id), p.job_id, p.fence, now)
@@ -289,6 +337,7 @@ class Service:
                 raise
             except Exception as exc:  # Rejected, LeaseLost, or a failure of this command alone
                 results.append(exc)
+            settled[p] = results[-1]
             sealed_of.append(sealed)
         changed = sorted({p.job_id for p, sealed in zip(batch, sealed_of, strict=True) if sealed})
         if not changed:

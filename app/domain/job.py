@@ -110,7 +110,12 @@ class Completion:
 
 @dataclass(frozen=True)
 class CommitStep:
-    """A successful step: its events, `message_processed`, and the completion if any."""
+    """A successful step: its events, `message_processed`, and the completion if any.
+
+    `chained`: the step was decided before its message committed, to be committed right after the
+    step that delivers it (`Service.execute_chain`). It is dropped unless the job is running and the
+    message is the only one in the agent's mailbox, so mailbox order holds (SPEC §7.1).
+    """
 
     agent_id: str
     message_id: str
@@ -118,6 +123,7 @@ class CommitStep:
     state: Any
     events: tuple[NewEvent, ...] = ()
     completion: Completion | None = None
+    chained: bool = False
 
 
 @dataclass(frozen=True)
@@ -344,6 +350,10 @@ def _commit_step(state: JobProjection, cmd: CommitStep) -> Decision:
     agent = _agent(state, cmd.agent_id)
     if agent.processed_messages != cmd.expected_processed:
         raise Rejected("dropped", f"message {cmd.message_id} of {cmd.agent_id} was already processed")
+    if cmd.chained and (
+        state.job.status != "running" or agent.mailbox_depth != 1 or agent.inflight_message_id is not None
+    ):
+        raise Rejected("dropped", f"message {cmd.message_id} of {cmd.agent_id} is not alone in its mailbox")
     processed = NewEvent(
         ev.MESSAGE_PROCESSED, {"message_id": cmd.message_id, "state": cmd.state}, cmd.agent_id
     )

@@ -554,11 +554,10 @@ class Node:
                 error = f"agent {ev.JOB_COORDINATOR} raised {type(exc).__name__}: {exc}"
                 await self.service.execute(job_id, FailBootstrap(self.name, ev.JOB_COORDINATOR, error), fence)
                 return
-            outcome = await self.service.execute(job_id, StartJob(self.name, self._seeds(job)), fence)
+            await runner.begin(StartJob(self.name, self._seeds(job)))
         except (Rejected, leases.LeaseLost):
             await self._give_up(job_id, fence)
             return
-        await runner.absorb(outcome.events)
         self._adopt(runner)
 
     async def _give_up(self, job_id: str, fence: Fence) -> None:
@@ -568,7 +567,8 @@ class Node:
             log.debug("could not release %s", job_id, exc_info=True)
 
     def _adopt(self, runner: JobRunner) -> None:
-        if runner.job.terminal:
+        if runner.job.terminal:  # it ended in the commit that started (or recovered) it: the slot is free
+            self._wake.set()
             return
         self.runners[runner.job_id] = runner
         runner.start()

@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,19 +27,23 @@ from app.domain import executor as exd
 from app.domain.agents import Action, Complete, Emit, Record, StepContext, Topology, materialize
 from app.domain.canonical import format_ms
 from app.domain.events import Event, NewEvent
-from app.domain.job import CommitStep, FailStep, RecordAgentEvents, Rejected
+from app.domain.job import Command, CommitStep, FailStep, RecordAgentEvents, Rejected, StartJob
 from app.domain.manifest import executor_uploads
 from app.domain.messages import message_id_from_bytes, received_payload
 from app.domain.runtime_state import AgentRuntime, JobRuntime
 from app.runtime import modules as mod
 from app.runtime.executor import AttemptRequest, run_attempt
 from app.runtime.pools import ExecutorPools, LeaseError
-from app.service import Service
+from app.service import Outcome, Service
 from app.store import event_store
 from app.store.database import is_unavailable
 from app.store.leases import Fence, LeaseLost
 
 log = logging.getLogger(__name__)
+
+# Agent types whose step can be chained (`JobRunner.chain_after`), and the longest chain.
+CHAINABLE = frozenset({"router", "aggregator", "sensor"})
+MAX_CHAIN = 64
 
 MODULE_OPTION_KEYS = ("class", "correlation_id", "content_type", "content_encoding", "headers", "artifacts", "stream")
 
@@ -144,10 +149,10 @@ class JobRunner:
             self.job.apply(event)
 
     async def absorb(self, recorded: list[Event]) -> None:
-        """Fold the events a commit of this runner returned (reading any gap before them)."""
+        """Fold the events commits of this runner returned, in order (reading any gap before or among them)."""
         async with self._fold_lock:
             fresh = [e for e in recorded if e.sequence > self.job.last_sequence]
-            if fresh and fresh[0].sequence == self.job.last_sequence + 1:
+            if fresh and fresh[0].sequence == self.job.last_sequence + 1 == fresh[-1].sequence - len(fresh) + 1:
                 for event in fresh:
                     self.job.apply(event)
             elif fresh:
@@ -181,6 +186,69 @@ class JobRunner:
 
     async def _record(self, agent_id: str, *events: NewEvent) -> None:
         await self._execute(RecordAgentEvents(agent_id, events))
+
+    async def _execute_chain(self, commands: list[Command]) -> None:
+        """Commit a command and the steps chained after it (see `chain_after`); raise what the first raised.
+
+        A chained step that is dropped leaves its message in the mailbox, where the agent's own
+        task takes it up. While the database is unreachable the whole chain is retried, as in
+        `_execute`.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ctx.settings.lease_ttl_seconds
+        while True:
+            results = await self.ctx.service.execute_chain(self.job_id, commands, self.fence)
+            first = results[0]
+            if not isinstance(first, BaseException):
+                break
+            if not is_unavailable(first) or loop.time() >= deadline:
+                raise first
+            await asyncio.sleep(0.5)
+        await self.absorb([e for r in results if isinstance(r, Outcome) for e in r.events])
+
+    async def begin(self, start: StartJob) -> None:
+        """Commit the job's start with the builtin steps its seeds lead to; raise what the start raised."""
+        results = await self.ctx.service.execute_chain(self.job_id, [start, *self.chain_after(start)], self.fence)
+        if isinstance(results[0], BaseException):
+            raise results[0]
+        await self.absorb([e for r in results if isinstance(r, Outcome) for e in r.events])
+
+    def chain_after(self, first: StartJob | CommitStep | FailStep) -> list[CommitStep | FailStep]:
+        """The builtin steps that `first`'s deliveries lead to, decided now to commit right after it.
+
+        Router, aggregator and sensor handlers are pure functions of the agent's state and the
+        message, so the step an idle one would take once `first` commits can be decided before:
+        the job's slot then costs one commit instead of one per step. A recipient is taken when it
+        is idle here (empty mailbox), receives exactly one message in the whole chain so far, and
+        has not stepped in it; the step is marked `chained`, so the write path drops it unless the
+        message is still alone in the mailbox of a running job. The chain stops at a step that
+        ends the job, and at MAX_CHAIN steps.
+        """
+        if not isinstance(first, StartJob) and self.job.status != "running":
+            return []
+        chain: list[CommitStep | FailStep] = []
+        delivered: Counter[str] = Counter(to for to, _ in _deliveries(first))
+        stepped: set[str] = set()
+        ahead: list[StartJob | CommitStep | FailStep] = [first]
+        while ahead:
+            command = ahead.pop(0)
+            if _ends_job(command):
+                return chain
+            for to, message in _deliveries(command):
+                agent = self.job.agents.get(to)
+                if (
+                    agent is None or agent.agent_type not in CHAINABLE or delivered[to] != 1 or to in stepped
+                    or agent.queue or agent.head_received
+                ):
+                    continue
+                step = self._builtin_command(agent, message, agent.processed, chained=True)
+                chain.append(step)
+                stepped.add(to)
+                delivered.update(t for t, _ in _deliveries(step))
+                if _ends_job(step) or len(chain) >= MAX_CHAIN:
+                    return chain
+                ahead.append(step)
+        return chain
 
     # ---------------------------------------------------------------- agents
 
@@ -276,6 +344,13 @@ class JobRunner:
         await self._execute(FailStep(agent_id, error, details, events))
 
     async def _builtin_step(self, agent: AgentRuntime, message: dict[str, Any], expected: int) -> None:
+        step = self._builtin_command(agent, message, expected)
+        await self._execute_chain([step, *self.chain_after(step)])
+
+    def _builtin_command(
+        self, agent: AgentRuntime, message: dict[str, Any], expected: int, *, chained: bool = False
+    ) -> CommitStep | FailStep:
+        """A router, aggregator or sensor step as a command (its handler is pure: nothing runs outside)."""
         received = NewEvent(ev.AGENT_MESSAGE_RECEIVED, received_payload(message), agent.agent_id)
         try:
             if agent.agent_type == "aggregator":
@@ -286,9 +361,12 @@ class JobRunner:
                 handled = builtin.handle_router(agent.agent_id, agent.config, agent.state, message)
         except Exception as exc:
             error = f"agent {agent.agent_id} raised {type(exc).__name__}: {exc}"
-            await self._fail(agent.agent_id, error, {"error": error}, received)
-            return
-        await self._commit(agent, message, expected, handled.state, (received,), list(handled.actions))
+            return FailStep(agent.agent_id, error, {"error": error}, (received,))
+        produced, completion = materialize(self._step_context(agent, message), list(handled.actions))
+        message_id = message["envelope"]["message_id"]
+        return CommitStep(
+            agent.agent_id, message_id, expected, handled.state, (received, *produced), completion, chained
+        )
 
     # ---------------------------------------------------------------- executor
 
@@ -432,6 +510,17 @@ class JobRunner:
             return
         await self._commit(agent, message, expected, {"snapshot": snap}, (), actions)
         self.module_states[aid] = new_state
+
+
+def _deliveries(command: StartJob | CommitStep | FailStep) -> list[tuple[str, dict[str, Any]]]:
+    """(recipient, message) of every message `command` delivers, in order."""
+    if isinstance(command, StartJob):
+        return [(m["envelope"]["to"], m) for m in command.seeds]
+    return [(e.agent_id, e.payload["message"]) for e in command.events if e.type == ev.MESSAGE_DELIVERED and e.agent_id]
+
+
+def _ends_job(command: StartJob | CommitStep | FailStep) -> bool:
+    return isinstance(command, FailStep) or (isinstance(command, CommitStep) and command.completion is not None)
 
 
 def new_incarnation() -> str:
