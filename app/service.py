@@ -46,7 +46,7 @@ from app.domain.job import (
     submitted_payload,
 )
 from app.domain.projection import JobProjection, fold
-from app.store import event_store, leases, projector
+from app.store import event_store, leases, projector, wakeups
 from app.store import nodes as nodes_store
 from app.store.database import Database, is_unavailable
 from app.store.event_store import ConcurrencyConflict, StreamHead
@@ -170,6 +170,8 @@ class Service:
     def __init__(self, db: Database, clock: Callable[[], int] = now_ms) -> None:
         self.db = db
         self.clock = clock
+        # Names this process in its Postgres wake-up notifications, so that it ignores its own.
+        self.origin = secrets.token_hex(8)
         self._listeners: list[Callable[[str, list[Event]], None]] = []
         self._queue: list[_Pending] = []
         self._in_flight = 0
@@ -346,6 +348,7 @@ class Service:
         await projector.save_many(conn, [(before.get(j), s) for j, s in final.items() if s is not None])
         await leases.drop_jobs(conn, [j for j, s in final.items() if s is not None and s.job.terminal])
         recorded = iter(await event_store.insert_sealed(conn, [e for sealed in sealed_of for e in sealed]))
+        await self._wake_nodes(conn, [(p.job_id, sealed) for p, sealed in zip(batch, sealed_of, strict=True)])
         for i, sealed in enumerate(sealed_of):
             if sealed:
                 outcome = results[i]
@@ -396,7 +399,15 @@ class Service:
         if after.job.terminal:
             await leases.drop_job(conn, job_id)
         recorded = await event_store.insert_sealed(conn, sealed)
+        await self._wake_nodes(conn, [(job_id, sealed)])
         return Outcome(recorded, after)
+
+    async def _wake_nodes(self, conn: AsyncConnection, committed: list[tuple[str, list[Event]]]) -> None:
+        """On Postgres, tell the other processes' nodes what this transaction gives them to do."""
+        if self.db.is_postgres:
+            wake = wakeups.wakeup_of(committed)
+            if wake:
+                await wakeups.notify(conn, self.origin, wake)
 
     async def submit(
         self,

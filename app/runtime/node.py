@@ -37,7 +37,7 @@ from app.runtime import modules as mod
 from app.runtime.pools import ExecutorPools, LeaseRow, parse_pool_capacities
 from app.runtime.runner import JobRunner, NodeContext, new_incarnation, new_message_id, payloads_path
 from app.service import BundleRegistry, NodeRegistry, Service
-from app.store import event_store, leases
+from app.store import event_store, leases, wakeups
 from app.store.database import Database, Prepared, is_unavailable
 from app.store.leases import Fence, TakenLease
 from app.store.nodes import NodeRow, heartbeat
@@ -153,6 +153,7 @@ class Node:
         self._mirror_task: asyncio.Task[None] | None = None
         self._starting: set[str] = set()  # jobs between taking their lease and having a runner
         self._next_trim = 0.0  # monotonic time of the next malloc trim (see app/runtime/memory.py)
+        self.listener: wakeups.Listener | None = None
         service.subscribe(self._on_commit)
 
     @property
@@ -183,6 +184,9 @@ class Node:
         if self.settings.runtime_enabled:
             self.settings.temp_dir.mkdir(parents=True, exist_ok=True)
             self._tasks.append(asyncio.create_task(self._schedule_loop(), name="scheduler"))
+            if self.db.is_postgres:
+                self.listener = wakeups.Listener(self.db, self.service.origin, self._on_wakeup)
+                self.listener.start()
         if self.settings.bundles_dir is not None:
             self._tasks.append(asyncio.create_task(self._bundle_loop(), name="bundle-reload"))
 
@@ -191,6 +195,8 @@ class Node:
         if self._stopped:
             return
         self._stopped = True
+        if self.listener is not None:
+            await self.listener.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -225,6 +231,13 @@ class Node:
             ):
                 self._dirty.add(stream_id)
                 self._wake.set()
+
+    def _on_wakeup(self, wake: wakeups.Wakeup) -> None:
+        """Another process committed work for runtime nodes (Postgres NOTIFY): react now, not at the poll."""
+        self._admit_due = self._admit_due or wake.admit
+        self._queued_due = self._queued_due or wake.claim
+        self._dirty.update(self.runners if wake.every_job else wake.jobs & self.runners.keys())
+        self._wake.set()
 
     async def _mirror_lease(self, row: LeaseRow) -> None:
         """Mirror executor lease requests and grants into `executor_leases` (SPEC §7.6).
