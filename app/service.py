@@ -32,6 +32,7 @@ from app.domain.events import Event, NewEvent
 from app.domain.job import (
     CANCELLED_BY_CLEANUP,
     FENCED_COMMANDS,
+    AdmitJob,
     CancelJob,
     Command,
     CommitStep,
@@ -176,6 +177,8 @@ class Service:
         self._queue: list[_Pending] = []
         self._in_flight = 0
         self._batch_tasks: set[asyncio.Task[None]] = set()
+        # The runtime node of this process, if any: it admits what this process submits (see submit).
+        self.admitting_node: str | None = None
 
     def subscribe(self, listener: Callable[[str, list[Event]], None]) -> None:
         """Call `listener(stream_id, events)` after every commit made by this process."""
@@ -430,12 +433,16 @@ class Service:
                         raise IdempotencyMismatch(idempotency_key)
                     return Submitted(job_id, status, replayed=True)
             job_id = new_job_id(manifest["graph_id"], self.clock())
-            try:
-                # Of two concurrent requests with one key, the unique index lets one insert;
-                # the other conflicts, loops, and finds the winner above.
-                outcome = await self.execute(job_id, SubmitJob(payload))
-            except (Rejected, ConcurrencyConflict):  # the key or the generated id is taken: look again
-                continue
+            # With a runtime node in this process, the job is admitted in the submit's own commit
+            # (SPEC §3.2: a node admits at once what its API accepts); should that admission be
+            # dropped, the node's next poll admits the job.
+            admit = [] if self.admitting_node is None else [AdmitJob(self.admitting_node)]
+            results = await self.execute_chain(job_id, [SubmitJob(payload), *admit])
+            outcome = results[0]
+            if isinstance(outcome, Rejected | ConcurrencyConflict):  # the key or the generated id is taken: look again
+                continue  # (of two concurrent requests with one key, the unique index lets one insert)
+            if isinstance(outcome, BaseException):
+                raise outcome
             assert outcome.projection is not None
             return Submitted(job_id, outcome.projection.job.status, replayed=False)
         raise ConcurrencyConflict("submit")

@@ -140,7 +140,7 @@ class Node:
         self.fenced_out = asyncio.Event()
         self._wake = asyncio.Event()
         self._dirty: set[str] = set()
-        self._admit_due = False  # this process recorded a submit since the last admission
+        self._admit_due = False  # another process submitted (a Postgres wake-up) since the last admission
         # This process queued a job, or the last claim took as many jobs as it had free slots:
         # a wake-up claims without first asking whether anything is queued.
         self._queued_due = False
@@ -155,6 +155,8 @@ class Node:
         self._next_trim = 0.0  # monotonic time of the next malloc trim (see app/runtime/memory.py)
         self.listener: wakeups.Listener | None = None
         service.subscribe(self._on_commit)
+        if settings.runtime_enabled:
+            service.admitting_node = self.name
 
     @property
     def ttl_ms(self) -> int:
@@ -217,12 +219,12 @@ class Node:
     # ---------------------------------------------------------------- wake-ups
 
     def _on_commit(self, stream_id: str, recorded: list[Any]) -> None:
-        """The API of this process appended something: react now instead of at the next poll."""
+        """The API of this process appended something: react now instead of at the next poll.
+
+        (A submit through this process's API is admitted in its own commit: `Service.admitting_node`.)
+        """
         for event in recorded:
-            if event.type == ev.JOB_SUBMITTED:
-                self._admit_due = True
-                self._wake.set()
-            elif event.type == ev.JOB_QUEUED:
+            if event.type == ev.JOB_QUEUED:
                 self._queued_due = True
                 self._wake.set()
             elif stream_id in self.runners and (

@@ -21,7 +21,7 @@ from app.domain.canonical import sha256_hex
 from app.domain.job import CancelJob
 from app.domain.manifest import normalize_manifest
 from app.service import Service
-from app.store import wakeups
+from app.store import event_store, wakeups
 from app.store.database import Database
 from tests.runtime.conftest import Harness
 
@@ -146,3 +146,25 @@ def test_wakeup_encoding() -> None:
     payload = wakeups.encode("o", many)
     assert payload == "o\njob *" and len(payload) < wakeups.MAX_PAYLOAD
     assert not wakeups.Wakeup()
+
+
+async def test_a_submit_through_the_nodes_own_process_is_admitted_with_it(
+    harness: Harness, db: Database, backend: str
+) -> None:
+    """Both databases: the node of the submitting process admits the job in the submit's commit."""
+    job_id = await submit_elsewhere(harness.node.service, trivial())
+    async with db.read() as conn:  # the 201 has been answered; the poll is a minute away
+        first = (await event_store.read_stream(conn, job_id))[:2]
+    assert [e.type for e in first] == [ev.JOB_SUBMITTED, ev.JOB_QUEUED]
+    assert first[1].payload == {"node": harness.node.name}
+    assert (await harness.wait_status(job_id, timeout=10))["job"]["status"] == "completed"
+    # A process without a runtime node leaves its submits pending for the nodes to admit.
+    api_only = Service(db)
+    assert api_only.admitting_node is None
+    submitted = await api_only.submit(manifest=trivial(), bundle=None, idempotency_key=None, request_sha256="0" * 64)
+    assert submitted.status == "pending"
+    if backend == "sqlite":  # nothing wakes the node: the job waits for its poll
+        async with db.read() as conn:
+            assert [e.type for e in await event_store.read_stream(conn, submitted.job_id)] == [ev.JOB_SUBMITTED]
+    else:  # the submit's notification wakes the node, which admits and runs it
+        assert (await harness.wait_status(submitted.job_id, timeout=10))["job"]["status"] == "completed"
