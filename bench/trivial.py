@@ -220,7 +220,9 @@ def run(cfg: Config, dbs: Databases) -> Table:
     table.notes.append(
         "Both clocks start before the first submission: ours ends at the last job's completion timestamp, "
         "procrastinate's when its jobs table shows every job succeeded. A trivial job is 12 events in 5 "
-        "commands (submit, admit, start, two steps) plus its lease; procrastinate's no-op is one row."
+        "commands (submit, admit, start, two steps) plus its lease, committed in three transactions shared "
+        "with other jobs by the group commit: the submit with its admission (API + worker: the worker admits "
+        "in batches), the claim, and the start with both steps chained; procrastinate's no-op is one row."
     )
     table.notes.append(
         "One process: `mirror-neuron serve` answers the POSTs and runs the jobs. API server + worker node: "
