@@ -135,7 +135,7 @@ class _Pending:
 
 
 def _chain_broken(pending: _Pending, settled: dict[_Pending, Outcome | BaseException]) -> bool:
-    """Whether the command `pending` follows in its chain appended nothing (or failed)."""
+    """Whether the command that `pending` follows in its chain failed or appended nothing."""
     before = pending.after
     if before is None:
         return False
