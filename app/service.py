@@ -179,6 +179,8 @@ class Service:
         self._batch_tasks: set[asyncio.Task[None]] = set()
         # The runtime node of this process, if any: it admits what this process submits (see submit).
         self.admitting_node: str | None = None
+        self._unannounced = wakeups.Wakeup()  # committed, not yet notified (see _announce)
+        self._announcer: asyncio.Task[None] | None = None
 
     def subscribe(self, listener: Callable[[str, list[Event]], None]) -> None:
         """Call `listener(stream_id, events)` after every commit made by this process."""
@@ -190,6 +192,32 @@ class Service:
                 listener(stream_id, recorded)
             except Exception:  # a listener must never undo a committed write
                 log.exception("event listener failed")
+        self._announce(stream_id, recorded)
+
+    def _announce(self, stream_id: str, recorded: list[Event]) -> None:
+        """On Postgres, tell other processes' nodes what a commit gave them to do (app/store/wakeups.py).
+
+        Sent after the commit by a background task, coalescing what commits meanwhile: a
+        notification that cannot be sent (a full notification queue, a lost connection) must
+        never fail or delay a write; the nodes' polls cover it.
+        """
+        if not self.db.is_postgres:
+            return
+        wake = wakeups.wakeup_of([(stream_id, recorded)])
+        if not wake:
+            return
+        self._unannounced.merge(wake)
+        if self._announcer is None or self._announcer.done():
+            self._announcer = asyncio.get_running_loop().create_task(self._send_announcements())
+
+    async def _send_announcements(self) -> None:
+        while self._unannounced:
+            wake, self._unannounced = self._unannounced, wakeups.Wakeup()
+            try:
+                async with self.db.read() as conn:
+                    await wakeups.notify(conn, self.origin, wake)
+            except Exception as exc:
+                log.debug("could not send a wake-up notification: %s", type(exc).__name__)
 
     # ------------------------------------------------------------ job commands
 
@@ -351,7 +379,6 @@ class Service:
         await projector.save_many(conn, [(before.get(j), s) for j, s in final.items() if s is not None])
         await leases.drop_jobs(conn, [j for j, s in final.items() if s is not None and s.job.terminal])
         recorded = iter(await event_store.insert_sealed(conn, [e for sealed in sealed_of for e in sealed]))
-        await self._wake_nodes(conn, [(p.job_id, sealed) for p, sealed in zip(batch, sealed_of, strict=True)])
         for i, sealed in enumerate(sealed_of):
             if sealed:
                 outcome = results[i]
@@ -402,15 +429,7 @@ class Service:
         if after.job.terminal:
             await leases.drop_job(conn, job_id)
         recorded = await event_store.insert_sealed(conn, sealed)
-        await self._wake_nodes(conn, [(job_id, sealed)])
         return Outcome(recorded, after)
-
-    async def _wake_nodes(self, conn: AsyncConnection, committed: list[tuple[str, list[Event]]]) -> None:
-        """On Postgres, tell the other processes' nodes what this transaction gives them to do."""
-        if self.db.is_postgres:
-            wake = wakeups.wakeup_of(committed)
-            if wake:
-                await wakeups.notify(conn, self.origin, wake)
 
     async def submit(
         self,

@@ -1,9 +1,10 @@
 """Wake-ups across processes on Postgres: a commit that gives runtime nodes work NOTIFYs them.
 
 A node reacts at once to what its own process commits (`Service.subscribe`); what other
-processes commit it used to see only at its next poll. On Postgres a write transaction whose
-events give nodes work also sends one notification on `CHANNEL` (delivered at COMMIT, dropped
-with a rollback), and every runtime node LISTENs on a connection of its own. The payload is
+processes commit it used to see only at its next poll. On Postgres a process whose commits give
+nodes work sends a notification on `CHANNEL` right after them (`Service._announce`: in the
+background, coalesced, never failing the write), and every runtime node LISTENs on a connection
+of its own. The payload is
 lines of text: the sender's origin (so a process ignores its own), then `admit` (a job was
 submitted), `claim` (a job was queued) and `job <id>` (a pause, resume, cancel or external
 message of that job). Polling stays: a lost notification (a listener reconnecting) costs at
@@ -51,6 +52,13 @@ class Wakeup:
     def __bool__(self) -> bool:
         return self.admit or self.claim or self.every_job or bool(self.jobs)
 
+    def merge(self, other: Wakeup) -> None:
+        """Add what `other` asks for."""
+        self.admit = self.admit or other.admit
+        self.claim = self.claim or other.claim
+        self.every_job = self.every_job or other.every_job
+        self.jobs |= other.jobs
+
 
 def wakeup_of(committed: Iterable[tuple[str, list[Event]]]) -> Wakeup:
     """The wake-up a transaction's events call for (stream id, events of one command)."""
@@ -93,7 +101,7 @@ def decode(payload: str) -> tuple[str, Wakeup]:
 
 
 async def notify(conn: Any, origin: str, wake: Wakeup) -> None:
-    """Send `wake` on `CHANNEL` from inside a write transaction (delivered when it commits)."""
+    """Send `wake` on `CHANNEL` (on an autocommit connection: at once)."""
     await _NOTIFY.rows(conn, {"b_payload": encode(origin, wake)})
 
 

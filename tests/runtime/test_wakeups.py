@@ -168,3 +168,26 @@ async def test_a_submit_through_the_nodes_own_process_is_admitted_with_it(
             assert [e.type for e in await event_store.read_stream(conn, submitted.job_id)] == [ev.JOB_SUBMITTED]
     else:  # the submit's notification wakes the node, which admits and runs it
         assert (await harness.wait_status(submitted.job_id, timeout=10))["job"]["status"] == "completed"
+
+
+async def test_a_notification_that_cannot_be_sent_never_fails_the_write(
+    db: Database, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend != "postgres":
+        pytest.skip(POSTGRES_ONLY)
+    sent: list[wakeups.Wakeup] = []
+
+    async def full_queue(conn: Any, origin: str, wake: wakeups.Wakeup) -> None:
+        sent.append(wake)
+        raise RuntimeError("too many notifications in the NOTIFY queue")
+
+    monkeypatch.setattr(wakeups, "notify", full_queue)
+    service = Service(db)
+    submitted = await service.submit(manifest=trivial(), bundle=None, idempotency_key=None, request_sha256="0" * 64)
+    assert submitted.status == "pending"
+    announcer = service._announcer
+    assert announcer is not None
+    await asyncio.wait_for(announcer, timeout=10)  # it swallowed the failure
+    assert sent == [wakeups.Wakeup(admit=True)]
+    async with db.read() as conn:
+        assert [e.type for e in await event_store.read_stream(conn, submitted.job_id)] == [ev.JOB_SUBMITTED]
