@@ -4,11 +4,11 @@ A node reacts at once to what its own process commits (`Service.subscribe`); wha
 processes commit it used to see only at its next poll. On Postgres a process whose commits give
 nodes work sends a notification on `CHANNEL` right after them (`Service._announce`: in the
 background, coalesced, never failing the write), and every runtime node LISTENs on a connection
-of its own. The payload is
-lines of text: the sender's origin (so a process ignores its own), then `admit` (a job was
-submitted), `claim` (a job was queued) and `job <id>` (a pause, resume, cancel or external
-message of that job). Polling stays: a lost notification (a listener reconnecting) costs at
-most one poll interval, as before. SQLite has no such channel; its nodes poll.
+of its own. The payload is lines of text: the sender's origin (so a process ignores its own),
+then `admit` (a job was submitted), `claim` (a job was queued) and `job <id>` (a pause, resume,
+cancel or external message of that job). Polling stays: a lost notification (a listener
+reconnecting) costs at most one poll interval, as before. SQLite has no such channel; its nodes
+poll.
 """
 
 from __future__ import annotations
