@@ -170,19 +170,9 @@ class JobRunner:
             if self._ready(agent):
                 self._wakeups.setdefault(agent_id, asyncio.Event()).set()
 
-    async def _execute(self, command: Any) -> None:
+    async def _execute(self, command: Command) -> None:
         """Commit a command; while the database is unreachable, retry until the lease would lapse."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.ctx.settings.lease_ttl_seconds
-        while True:
-            try:
-                outcome = await self.ctx.service.execute(self.job_id, command, self.fence)
-                break
-            except Exception as exc:
-                if not is_unavailable(exc) or loop.time() >= deadline:
-                    raise
-                await asyncio.sleep(0.5)
-        await self.absorb(outcome.events)
+        await self._execute_chain([command])
 
     async def _record(self, agent_id: str, *events: NewEvent) -> None:
         await self._execute(RecordAgentEvents(agent_id, events))
@@ -191,8 +181,8 @@ class JobRunner:
         """Commit a command and the steps chained after it (see `chain_after`); raise what the first raised.
 
         A chained step that is dropped leaves its message in the mailbox, where the agent's own
-        task takes it up. While the database is unreachable the whole chain is retried, as in
-        `_execute`.
+        task takes it up. While the database is unreachable (the first command failing so), the
+        whole chain is retried until the lease would lapse.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.ctx.settings.lease_ttl_seconds
