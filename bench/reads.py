@@ -3,6 +3,7 @@ stored, and `GET /jobs/{id}/events` of a 50k-event job as JSON and NDJSON."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import random
@@ -10,6 +11,7 @@ import subprocess
 import time
 
 from bench.common import PYTHON, ROOT, Config, Databases, Row, Sample, Server, Table, log, retried, wrk
+from bench.floor import FloorServer
 from bench.seed import seeded
 
 CLIENTS = 32
@@ -40,6 +42,14 @@ def raw_events_seconds(backend: str, target: str, stream: str, runs: int) -> lis
     return [float(t) for t in json.loads(out.strip().splitlines()[-1])["times"]]
 
 
+def latencies(url: str, script: str, seconds: float, env: dict[str, str]) -> tuple[float, float, float]:
+    """(p50 ms, p99 ms, req/s) of one wrk run at CLIENTS connections; raises on any failed answer."""
+    r = retried("wrk", lambda: wrk(url, script=script, connections=CLIENTS, seconds=seconds, env=env))
+    if r.non2xx or r.errors:
+        raise RuntimeError(f"{url}: {r.non2xx} non-2xx answers, {r.errors} socket errors")
+    return r.p50_ms, r.p99_ms, r.rps
+
+
 def run(cfg: Config, dbs: Databases) -> Table:
     seconds = cfg.size(4, 8)
     table = Table(f"Reads: {CLIENTS} concurrent clients (wrk), latency per request")
@@ -50,24 +60,29 @@ def run(cfg: Config, dbs: Databases) -> Table:
         results: dict[str, list[tuple[float, float, float]]] = {"health": [], "job": [], "list": []}
         events: dict[str, list[float]] = {"json": [], "ndjson": []}
         sizes: dict[str, int] = {}
-        with Server(cfg, data.url, f"reads-{backend}", MIRROR_NEURON_RUNTIME_ENABLED="0") as server:
+        floor: dict[str, list[tuple[float, float, float]]] = {"job": [], "list": []}
+        with contextlib.ExitStack() as stack:
+            server = stack.enter_context(Server(cfg, data.url, f"reads-{backend}", MIRROR_NEURON_RUNTIME_ENABLED="0"))
+            floor_server = (
+                stack.enter_context(FloorServer(cfg, data.target, "reads")) if backend == "postgres" else None
+            )
             api = server.base + "/api/v1"
             env = {"BENCH_IDS_FILE": str(ids)}
             wrk(api + "/jobs/x", script="get_job.lua", connections=CLIENTS, seconds=2, env=env)  # warm-up
+            if floor_server is not None:
+                wrk(floor_server.base + "/api/v1/jobs/x", script="get_job.lua", connections=CLIENTS, seconds=2, env=env)
             for i in range(cfg.runs):
                 for key, url, script in (
                     ("health", api + "/health", "get.lua"),
                     ("job", api + "/jobs/x", "get_job.lua"),
                     ("list", api + "/jobs?limit=100", "get.lua"),
                 ):
-                    r = retried("wrk", lambda u=url, sc=script, e=env: wrk(
-                        u, script=sc, connections=CLIENTS, seconds=seconds, env=e))
-                    if r.non2xx or r.errors:
-                        raise RuntimeError(f"{url}: {r.non2xx} non-2xx answers, {r.errors} socket errors")
-                    results[key].append((r.p50_ms, r.p99_ms, r.rps))
+                    results[key].append(latencies(url, script, seconds, env))
+                    if floor_server is not None and key in floor:
+                        floor[key].append(latencies(floor_server.base + url[len(server.base):], script, seconds, env))
                 for mode, accept in (("json", "application/json"), ("ndjson", "application/x-ndjson")):
-                    elapsed, sizes[mode] = retried("events", lambda a=accept, j=data.long_job: fetch_seconds(
-                        server, f"/api/v1/jobs/{j}/events", a))
+                    elapsed, sizes[mode] = retried("events", lambda a=accept, j=data.long_job, s=server: fetch_seconds(
+                        s, f"/api/v1/jobs/{j}/events", a))
                     events[mode].append(elapsed)
                 log(f"reads {backend} run {i + 1}: job p99 {results['job'][-1][1]:.1f} ms, "
                     f"list p99 {results['list'][-1][1]:.1f} ms, events json {events['json'][-1]:.2f} s, "
@@ -86,6 +101,16 @@ def run(cfg: Config, dbs: Databases) -> Table:
             table.add(Row(f"{label} throughput", backend, Sample.of([r[2] for r in results[key]]), "req/s",
                           "GET /health (no db)", Sample.of([r[2] for r in health]),
                           Sample.of([r[2] for r in results[key]]).median / Sample.of([r[2] for r in health]).median))
+            if floor[key]:
+                f50 = Sample.of([r[0] for r in floor[key]])
+                f99 = Sample.of([r[1] for r in floor[key]])
+                table.add(Row(f"{label} p99", backend, p99, "ms", "stack floor p99 (see note)", f99,
+                              p99.median / f99.median))
+                table.add(Row(f"stack floor: {label} p50", backend, f50, "ms"))
+                table.add(Row(f"stack floor: {label} p99", backend, f99, "ms", target="< 20 ms",
+                              met=f99.median < 20))
+                table.add(Row(f"stack floor: {label} throughput", backend,
+                              Sample.of([r[2] for r in floor[key]]), "req/s"))
         raw = Sample.of(raw_events_seconds(backend, data.target, data.long_job, cfg.runs))
         long_events = cfg.size(5_000, 50_000)
         for mode in ("json", "ndjson"):
@@ -96,5 +121,11 @@ def run(cfg: Config, dbs: Databases) -> Table:
         f"wrk runs of {seconds} s, {CLIENTS} connections; GET /jobs/{{id}} picks a random id among 2,000 per request. "
         "The server runs with the runtime disabled. The events rows time one full response (time to last byte) "
         "for a job of the long-job size, against the driver alone fetching the same rows (no HTTP, no JSON)."
+    )
+    table.notes.append(
+        "Stack floor (Postgres): bench/floor.py, a Litestar app served as ours is (uvicorn, uvloop, httptools, one "
+        "process) that makes the same reads straight through asyncpg (the job row, its agents and 25 newest events; "
+        "the page's 100 rows) and returns the rows as the driver gives them — no shaping, no SQLAlchemy. Its "
+        "latency is what the stack and the machine leave at 32 clients with no work of ours."
     )
     return table

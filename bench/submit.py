@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from typing import Any
@@ -23,6 +24,7 @@ from bench.common import (
     trivial_manifest,
     wrk,
 )
+from bench.floor import FloorServer
 
 CONCURRENCY = (16, 64)
 
@@ -39,6 +41,14 @@ def peer(name: str, backend: str, target: str, concurrency: int, seconds: float,
         return float(json.loads(out.strip().splitlines()[-1])["rate"])
 
     return float(retried(f"{name} at {concurrency}", once))
+
+
+def posts(url: str, connections: int, seconds: float, env: dict[str, str]) -> Any:
+    """One wrk run of POSTs; logs (does not raise on) non-2xx answers and socket errors."""
+    result = retried("wrk", lambda: wrk(url, script="post_jobs.lua", connections=connections, seconds=seconds, env=env))
+    if result.non2xx or result.errors:
+        log(f"  wrk {url}: {result.non2xx} non-2xx answers, {result.errors} socket errors")
+    return result
 
 
 def run(cfg: Config, dbs: Databases) -> Table:
@@ -61,21 +71,27 @@ def run(cfg: Config, dbs: Databases) -> Table:
         es: dict[int, list[float]] = {c: [] for c in CONCURRENCY}
         raw: dict[int, list[float]] = {c: [] for c in CONCURRENCY}
         env = {"BENCH_BODY_FILE": str(body_file)}
-        with Server(cfg, url, f"submit-{backend}", MIRROR_NEURON_RUNTIME_ENABLED="0") as server:
+        floor: dict[int, list[float]] = {c: [] for c in CONCURRENCY}
+        floor_dsn = run_async(dbs.create_pg("floor")) if backend == "postgres" else None
+        with contextlib.ExitStack() as stack:
+            server = stack.enter_context(Server(cfg, url, f"submit-{backend}", MIRROR_NEURON_RUNTIME_ENABLED="0"))
+            floor_server = stack.enter_context(FloorServer(cfg, floor_dsn, "submit")) if floor_dsn else None
             endpoint = server.base + "/api/v1/jobs"
             wrk(endpoint, script="post_jobs.lua", connections=16, seconds=2, env=env)  # warm-up
+            if floor_server is not None:
+                wrk(floor_server.base + "/api/v1/jobs", script="post_jobs.lua", connections=16, seconds=2, env=env)
             for i in range(cfg.runs):
                 for c in CONCURRENCY:
-                    result = retried("wrk", lambda c=c, url=endpoint, e=env: wrk(
-                        url, script="post_jobs.lua", connections=c, seconds=seconds, env=e))
-                    if result.non2xx or result.errors:
-                        log(f"  wrk: {result.non2xx} non-2xx answers, {result.errors} socket errors")
+                    result = posts(endpoint, c, seconds, env)
                     ours[c].append(result.rps)
+                    if floor_server is not None:
+                        floor[c].append(posts(floor_server.base + "/api/v1/jobs", c, seconds, env).rps)
                     es[c].append(peer("eventsourcing", backend, str(peer_targets["eventsourcing"]), c, seconds, payload))
                     raw_name = "raw-pg" if backend == "postgres" else "raw-sqlite"
                     raw[c].append(peer(raw_name, backend, str(peer_targets["raw"]), c, seconds, payload))
                     log(f"submit {backend} c={c} run {i + 1}: ours {ours[c][-1]:.0f}/s, "
-                        f"eventsourcing {es[c][-1]:.0f}/s, raw {raw[c][-1]:.0f}/s")
+                        f"eventsourcing {es[c][-1]:.0f}/s, raw {raw[c][-1]:.0f}/s"
+                        + (f", stack floor {floor[c][-1]:.0f}/s" if floor[c] else ""))
         for c in CONCURRENCY:
             o, e, r = Sample.of(ours[c]), Sample.of(es[c]), Sample.of(raw[c])
             es_ratio, raw_ratio = o.median / e.median, o.median / r.median
@@ -84,9 +100,17 @@ def run(cfg: Config, dbs: Databases) -> Table:
                           "≥ 3×" if gate else "", es_ratio >= 3 if gate else None))
             table.add(Row(f"submit, {c} clients", backend, o, "req/s", "raw INSERT+COMMIT", r, raw_ratio,
                           "≥ 0.3×" if gate else "", raw_ratio >= 0.3 if gate else None))
+            if floor[c]:
+                f = Sample.of(floor[c])
+                table.add(Row(f"submit, {c} clients", backend, o, "req/s", "stack floor (see note)", f,
+                              o.median / f.median))
+                table.add(Row(f"stack floor, {c} clients", backend, f, "req/s", "raw INSERT+COMMIT", r,
+                              f.median / r.median))
         if backend == "postgres":
             run_async(dbs.drop_pg(str(target)))
             run_async(dbs.drop_pg(str(peer_targets["eventsourcing"])))
+            if floor_dsn is not None:
+                run_async(dbs.drop_pg(floor_dsn))
     table.notes.append(
         f"{seconds} s per wrk run (2 threads), {cfg.runs} runs interleaved with the peers; the server runs with "
         "MIRROR_NEURON_RUNTIME_ENABLED=0 so only the write path is measured."
@@ -97,5 +121,10 @@ def run(cfg: Config, dbs: Databases) -> Table:
         "and for SQLite; asyncio tasks over up to one asyncpg connection each for the raw Postgres loop "
         "(fewer when the shared server's 100 connections run short). The SQLite raw loop shares one "
         "connection behind a lock (SQLite has one writer; so does the app) with synchronous=FULL like the app."
+    )
+    table.notes.append(
+        "Stack floor (Postgres): bench/floor.py, a Litestar app served as ours is (uvicorn, uvloop, httptools, "
+        "one process) whose POST decodes the body and INSERTs it in one autocommit statement — no validation, "
+        "events, hash chain or projections. The least a POST costs on this stack and machine."
     )
     return table

@@ -1,0 +1,152 @@
+"""The fixed stack's floor: the least a request can cost on Litestar + uvicorn + asyncpg.
+
+A Litestar app served exactly as `mirror-neuron serve` serves ours (uvicorn with uvloop and
+httptools, no access log, one process) that does only the database work of each benchmarked
+request and nothing of the runtime's:
+
+* `POST /api/v1/jobs`: decode the JSON body, one `INSERT` of it and its id, autocommit
+  (no validation, no events, no hash chain, no projections), answer 201 with the id;
+* `GET /api/v1/jobs/{id}`: the three reads our details make (job row, its agents, its 25 newest
+  events) on the seeded tables, answered as they come from the driver;
+* `GET /api/v1/jobs?limit=100`: the newest 100 jobs' summary columns.
+
+Measured with the same wrk scripts, it tells how much of a gap to a target is our work and how
+much the stack and the machine would leave even with no work at all. Postgres only.
+
+    python -m bench.floor --dsn postgresql://postgres@127.0.0.1:5432/db --port 4200
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from typing import Any
+
+import asyncpg
+import msgspec
+from litestar import Litestar, Request, get, post
+
+_JOB = "SELECT * FROM jobs WHERE job_id = $1"
+_AGENTS = "SELECT * FROM agents WHERE job_id = $1"
+_RECENT = "SELECT * FROM events WHERE stream_id = $1 AND sequence > 0 ORDER BY sequence DESC LIMIT 25"
+_PAGE = (
+    "SELECT job_id, graph_id, job_name, status, submitted_at, updated_at, placement_policy, recovery_policy,"
+    " executor_count, nodes, sandbox_names, last_event FROM jobs ORDER BY updated_at DESC, job_id DESC LIMIT $1"
+)
+_TABLE = "CREATE TABLE IF NOT EXISTS floor_jobs (job_id text PRIMARY KEY, body text NOT NULL)"
+
+
+def create_app(pool: asyncpg.Pool) -> Litestar:
+    @post("/api/v1/jobs", status_code=201)
+    async def submit(request: Request[Any, Any, Any]) -> dict[str, str]:
+        raw = await request.body()
+        body = msgspec.json.decode(raw)
+        job_id = f"{body.get('graph_id', 'job')}-{uuid.uuid4().hex}"
+        async with pool.acquire() as conn:
+            await conn.execute("INSERT INTO floor_jobs (job_id, body) VALUES ($1, $2)", job_id, raw.decode())
+        return {"job_id": job_id, "status": "pending"}
+
+    @get("/api/v1/jobs/{job_id:str}")
+    async def details(job_id: str) -> dict[str, Any]:
+        async with pool.acquire() as conn:
+            job = await conn.fetchrow(_JOB, job_id)
+            agents = await conn.fetch(_AGENTS, job_id)
+            recent = await conn.fetch(_RECENT, job_id)
+        return {
+            "job": dict(job) if job else None,
+            "agents": [dict(a) for a in agents],
+            "recent_events": [dict(e) for e in recent],
+        }
+
+    @get("/api/v1/jobs")
+    async def page(limit: int = 100) -> dict[str, Any]:
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(_PAGE, limit)
+        return {"data": [dict(r) for r in rows]}
+
+    @get("/api/v1/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return Litestar([submit, details, page, health], openapi_config=None)
+
+
+async def serve(dsn: str, port: int) -> None:
+    import uvicorn
+
+    pool = await asyncpg.create_pool(dsn, min_size=10, max_size=10)
+    async with pool.acquire() as conn:
+        await conn.execute(_TABLE)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(2048)
+    config = uvicorn.Config(create_app(pool), log_level="warning", lifespan="off", access_log=False)
+    await uvicorn.Server(config).serve(sockets=[sock])
+    await pool.close()
+
+
+class FloorServer:
+    """`python -m bench.floor` in its own process on a free port, for the length of a `with`."""
+
+    def __init__(self, cfg: Any, dsn: str, name: str) -> None:
+        from bench.common import free_port
+
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.dsn = dsn
+        self._log = cfg.workdir / f"floor_{name}_{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> FloorServer:
+        from bench.common import PYTHON, ROOT
+
+        out = self._log.open("wb")
+        self.proc = subprocess.Popen(
+            [PYTHON, "-m", "bench.floor", "--dsn", self.dsn, "--port", str(self.port)],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"floor server exited with {self.proc.returncode}; see {self._log}")
+            try:
+                with urllib.request.urlopen(self.base + "/api/v1/health", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"floor server did not answer; see {self._log}")
+            time.sleep(0.1)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dsn", required=True, help="libpq DSN of a database migrated by mirror-neuron")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(args.dsn, args.port))
+
+
+if __name__ == "__main__":
+    main()
