@@ -88,7 +88,11 @@ async def _serve(settings: Settings, *, api: bool) -> int:
     from app.store.database import Database
 
     sock = _bind(settings.api_host, settings.api_port) if api else None
-    db = Database(settings.database_url, stalled_transaction_ms=int(settings.lease_ttl_seconds * 1000))
+    db = Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        stalled_transaction_ms=int(settings.lease_ttl_seconds * 1000),
+    )
     try:
         await _migrate_if_asked(settings, db)
     except Exception as exc:

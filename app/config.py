@@ -75,6 +75,7 @@ class Settings:
     allow_insecure: bool = False
     max_body_bytes: int = 10 * 1024 * 1024
     database_url: str = DEFAULT_DATABASE_URL
+    db_pool_size: int = 20
     auto_migrate: bool = True
     node_name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     runtime_enabled: bool = True
@@ -110,6 +111,7 @@ class Settings:
             allow_insecure=_bool(e, p + "ALLOW_INSECURE", False),
             max_body_bytes=_int(e, p + "MAX_BODY_BYTES", defaults.max_body_bytes, minimum=1),
             database_url=e.get(p + "DATABASE_URL", DEFAULT_DATABASE_URL),
+            db_pool_size=_int(e, p + "DB_POOL_SIZE", defaults.db_pool_size, minimum=1),
             auto_migrate=_bool(e, p + "AUTO_MIGRATE", True),
             node_name=e.get(p + "NODE_NAME") or defaults.node_name,
             runtime_enabled=_bool(e, p + "RUNTIME_ENABLED", True),
