@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -57,6 +58,19 @@ JSON_VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=20,
 )
+
+
+@given(value=JSON_VALUES)
+def test_canonical_json_is_json_dumps_with_sorted_keys_no_whitespace_and_utf8_kept(value: object) -> None:
+    # SPEC §1.3's canonical JSON as auditors write it; the encoder is built once, the text must not differ.
+    expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    assert canonical_json(value) == expected
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), {"a": [float("-inf")]}])
+def test_canonical_json_refuses_what_json_cannot_carry(value: object) -> None:
+    with pytest.raises(ValueError):
+        canonical_json(value)
 
 
 @given(
