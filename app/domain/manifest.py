@@ -114,9 +114,12 @@ def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+_ID_KEY = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=repr)  # built once (see canonical_json)
+
+
 def _id_key(value: Any) -> str:
     """Return a hashable identity for any JSON value (booleans distinct from numbers)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+    return _ID_KEY.encode(value)
 
 
 def _has_dotdot(path: str) -> bool:

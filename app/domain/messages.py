@@ -64,9 +64,12 @@ class UnsupportedEncoding(ValueError):
 # --------------------------------------------------------------------------------------------
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # built once (see canonical_json)
+
+
 def _json_text(value: Any) -> str:
     """Return compact JSON text of a value (non-ASCII kept, key order kept)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT.encode(value)
 
 
 def _render(value: Any) -> str:
