@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, Final, TypeGuard
+from typing import Any, Final, TypeGuard, TypeVar, cast
 
 AGENT_TYPES: Final = ("router", "executor", "aggregator", "sensor", "module")
 AGENT_TYPE_ALIASES: Final = {"relay": "router", "sandbox_worker": "executor", "collector": "aggregator"}
@@ -169,7 +169,10 @@ def _has_root(nodes: list[dict[str, Any]]) -> bool:
     return any(node.get("role") in ROOT_ROLES for node in nodes)
 
 
-def _copied(value: Any) -> Any:
+_J = TypeVar("_J")
+
+
+def _copied(value: _J) -> _J:
     """A deep copy of a JSON value (dicts, lists and scalars; anything else through copy.deepcopy).
 
     Normalising copies every part of a manifest it keeps; copy.deepcopy's generality (memo,
@@ -177,9 +180,9 @@ def _copied(value: Any) -> Any:
     """
     kind = type(value)
     if kind is dict:
-        return {key: _copied(item) for key, item in value.items()}
+        return cast(_J, {key: _copied(item) for key, item in cast(dict[Any, Any], value).items()})
     if kind is list:
-        return [_copied(item) for item in value]
+        return cast(_J, [_copied(item) for item in cast(list[Any], value)])
     if kind is str or kind is int or kind is float or kind is bool or value is None:
         return value
     return copy.deepcopy(value)

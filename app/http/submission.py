@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from app.bundles.scanner import payload_resolver
-from app.domain.canonical import canonical_json, sha256_hex
+from app.domain.canonical import sha256_hex
 from app.domain.manifest import normalize_manifest, validate_manifest
 from app.http.body import PARSE_IN_THREAD_BYTES
 from app.http.context import Api
 from app.http.errors import ApiError, bundle_not_found
 from app.service import IdempotencyMismatch, Submitted
 from app.store import read_model
+from app.store.json_text import canonical_text
 
 EMPTY_PAYLOAD = "Empty JSON payload"
 BUNDLE_PATH_REFUSED = (
@@ -103,7 +104,7 @@ async def submit(api: Api, body: dict[str, Any], idempotency_key: str | None) ->
     if "_bundle_path" in body:
         raise ApiError(400, BUNDLE_PATH_REFUSED)
     key = check_idempotency_key(idempotency_key)
-    canonical = canonical_json(body)
+    canonical = canonical_text(body)
     digest = sha256_hex(canonical)
     if key is not None:
         async with api.db.read() as conn:

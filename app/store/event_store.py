@@ -14,10 +14,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain import upcasting
-from app.domain.canonical import canonical_json, event_hash, format_ms, parse_ms
+from app.domain.canonical import event_hash, format_ms, parse_ms
 from app.domain.events import Event, NewEvent
 from app.domain.projection import build
 from app.store.database import Prepared
+from app.store.json_text import canonical_text
 from app.store.tables import any_of, event_positions, events, id_list, prepared
 
 
@@ -66,7 +67,7 @@ def _seal(
     for offset, new in enumerate(new_events, start=1):
         event_id = str(uuid.uuid4())
         sequence = head.sequence + offset
-        payload_json = canonical_json(new.payload)
+        payload_json = canonical_text(new.payload)
         digest = event_hash(
             prev_hash=prev,
             stream_id=stream_id,
@@ -138,7 +139,7 @@ async def insert_sealed(conn: AsyncConnection, sealed: Sequence[Event]) -> list[
     if not sealed:
         return []
     registry = upcasting.current_registry()
-    payloads = [canonical_json(e.payload) if e.payload_json is None else e.payload_json for e in sealed]
+    payloads = [canonical_text(e.payload) if e.payload_json is None else e.payload_json for e in sealed]
     versions = [registry.current_version(e.type) for e in sealed]
     try:
         if conn.dialect.name == "postgresql":
