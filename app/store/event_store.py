@@ -13,13 +13,19 @@ from sqlalchemy import ARRAY, and_, bindparam, func, insert, select, true, updat
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.domain import events as ev
 from app.domain import upcasting
-from app.domain.canonical import event_hash, format_ms, parse_ms
+from app.domain.canonical import canonical_json, event_hash, format_ms, parse_ms
 from app.domain.events import Event, NewEvent
 from app.domain.projection import build
 from app.store.database import Prepared
 from app.store.json_text import canonical_text
 from app.store.tables import any_of, event_positions, events, id_list, prepared
+
+# Payloads built only from a parsed request or bundle file and the service's own values (plain
+# JSON), which the faster encoder may write (app/store/json_text.py). Anything an agent produced
+# goes through canonical_json, which refuses what JSON cannot carry (a module emitting a set).
+_PLAIN_JSON_EVENTS = frozenset({ev.JOB_SUBMITTED})
 
 
 class ConcurrencyConflict(Exception):
@@ -67,7 +73,9 @@ def _seal(
     for offset, new in enumerate(new_events, start=1):
         event_id = str(uuid.uuid4())
         sequence = head.sequence + offset
-        payload_json = canonical_text(new.payload)
+        payload_json = (
+            canonical_text(new.payload) if new.type in _PLAIN_JSON_EVENTS else canonical_json(new.payload)
+        )
         digest = event_hash(
             prev_hash=prev,
             stream_id=stream_id,
@@ -79,10 +87,15 @@ def _seal(
             payload=new.payload,
             payload_json=payload_json,
         )
+        # Not through the frozen dataclass's __init__ (eleven object.__setattr__): see projection.build.
         sealed.append(
-            Event(
-                0, stream_id, sequence, event_id, new.type, timestamp, job_id, new.agent_id, new.payload, digest,
-                payload_json,
+            build(
+                Event,
+                {
+                    "position": 0, "stream_id": stream_id, "sequence": sequence, "event_id": event_id,
+                    "type": new.type, "timestamp": timestamp, "job_id": job_id, "agent_id": new.agent_id,
+                    "payload": new.payload, "hash": digest, "payload_json": payload_json,
+                },
             )
         )
         prev = digest
@@ -139,7 +152,7 @@ async def insert_sealed(conn: AsyncConnection, sealed: Sequence[Event]) -> list[
     if not sealed:
         return []
     registry = upcasting.current_registry()
-    payloads = [canonical_text(e.payload) if e.payload_json is None else e.payload_json for e in sealed]
+    payloads = [canonical_json(e.payload) if e.payload_json is None else e.payload_json for e in sealed]
     versions = [registry.current_version(e.type) for e in sealed]
     try:
         if conn.dialect.name == "postgresql":
@@ -179,10 +192,8 @@ async def insert_sealed(conn: AsyncConnection, sealed: Sequence[Event]) -> list[
             await _INSERT_EVENTS.execute_many(conn, rows)
     except IntegrityError as exc:
         raise ConcurrencyConflict(sealed[0].stream_id) from exc
-    return [
-        Event(first + i, e.stream_id, e.sequence, e.event_id, e.type, e.timestamp, e.job_id, e.agent_id, e.payload, e.hash)
-        for i, e in enumerate(sealed)
-    ]
+    # The sealed events with their positions (and without their JSON text, which the row now holds).
+    return [build(Event, {**e.__dict__, "position": first + i, "payload_json": None}) for i, e in enumerate(sealed)]
 
 
 async def stream_head(conn: AsyncConnection, stream_id: str) -> StreamHead:

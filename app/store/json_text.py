@@ -1,8 +1,9 @@
 """Canonical JSON text (SPEC §1.3) for the write path, at msgspec's speed.
 
 `app.domain.canonical.canonical_json` (the standard library's encoder) defines the text; the
-domain may import nothing else. The store and the API encode every payload they write, and a
-submit's body for its digest: msgspec with sorted keys writes the same text ~6x faster, except
+domain may import nothing else. The API encodes a submit's body for its digest, the store the
+`job_submitted` payload built from it and the projections' JSON columns: msgspec with sorted keys
+writes the same text 1.5-6x faster (small payloads to a manifest), except
 for floats, which it formats differently in two cases — exponent forms (`1e16`, `1.5e-7` where
 json writes `1e+16`, `1.5e-07`) and numbers below 1e-4 it writes in full (`0.00001` for
 `1e-05`). Any text where such a number could be is encoded again by `canonical_json`; a false
@@ -10,11 +11,11 @@ alarm (the same characters inside a string) only costs that second encoding. Val
 cannot encode (non-string keys, cycles, nesting past its depth, other objects) go to
 `canonical_json` too, which then writes its text or raises as it always did.
 
-One difference is not caught: msgspec writes NaN and infinities as `null` where json refuses
-them. None reach these call sites: request bodies and executor output are parsed with
-non-finite numbers refused, and module agents' outputs are checked with `canonical_json`
-before they become events (app/runtime/modules.py). Nor do the types msgspec encodes and json
-refuses (bytes, sets, dataclasses, datetimes, UUIDs): payloads are built of JSON values.
+What is not caught: msgspec writes NaN and infinities as `null` and encodes sets, bytes,
+dataclasses, datetimes and UUIDs, all of which json refuses. So this is only for plain JSON
+values — a parsed request body (non-finite numbers refused by the parser), a payload built from
+one, and projection columns folded from payloads that `canonical_json` already wrote — never for
+what an agent produced (a module emitting a set must fail as it always did).
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.domain.canonical import canonical_json
+from app.domain.events import NewEvent
+from app.store import event_store
+from app.store.event_store import StreamHead
 from app.store.json_text import canonical_text
 
 JSON_VALUES = st.recursive(
@@ -55,3 +58,12 @@ def test_what_json_refuses_is_still_refused() -> None:
         circular: list[object] = []
         circular.append(circular)
         canonical_text(circular)
+
+
+def test_sealing_refuses_what_an_agent_produced_and_json_cannot_carry() -> None:
+    # Only job_submitted (built from a parsed request) may take the faster encoder: a module that
+    # emits a set must still fail its step, as json refuses it.
+    with pytest.raises(TypeError, match="set is not JSON serializable"):
+        event_store.seal("s", None, StreamHead(), [NewEvent("agent_message_emitted", {"body": {1, 2}})], 1)
+    sealed = event_store.seal("s", None, StreamHead(), [NewEvent("job_submitted", {"n": 1e-7, "m": "x"})], 1)
+    assert sealed[0].payload_json == canonical_json({"n": 1e-7, "m": "x"})
