@@ -171,7 +171,7 @@ def _bundle_dirs(root: Path) -> list[Path]:
 def _parse_manifest(data: bytes) -> dict[str, Any] | str:
     """Return the manifest object, or the one §5.7 message explaining why there is none."""
     try:
-        value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+        value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:
         detail = "nesting deeper than 512 levels" if isinstance(exc, RecursionError) else str(exc)
         return f"manifest.json is not valid JSON: {detail}"
@@ -185,6 +185,14 @@ def _parse_manifest(data: bytes) -> dict[str, Any] | str:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a valid JSON value")
+
+
+def _finite_float(text: str) -> float:
+    # As for request bodies: 1e999 would parse as infinity, which no event can carry.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text}")
+    return value
 
 
 def _unsupported_content(value: Any) -> str | None:

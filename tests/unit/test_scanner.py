@@ -78,6 +78,7 @@ def test_missing_payloads_is_the_only_error_and_keeps_the_fingerprint(tmp_path: 
         ("{", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
         ("", "Expecting value: line 1 column 1 (char 0)"),
         ('{"a": NaN}', "NaN is not a valid JSON value"),
+        ('{"a": -1e999}', "number out of range: -1e999"),
         ('{"a": "x\\u0000y"}', "NUL characters (\\u0000) are not supported"),
         ("[" * 513 + "]" * 513, "nesting deeper than 512 levels"),
         ("[" * 5000 + "]" * 5000, "nesting deeper than 512 levels"),
