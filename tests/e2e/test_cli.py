@@ -42,6 +42,17 @@ def test_quick_start_submit_wait_verify_rebuild(database_url: str, db: Any, tmp_
         job_id = done.stdout.splitlines()[0].strip()
         events = cli("events", job_id, "--url", node.url)
         assert events.returncode == 0 and len(events.stdout.splitlines()) == 59
+        # `mirror-neuron events <id> | head -1`: the reader is gone before the first line.
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        try:
+            piped = subprocess.run(
+                [sys.executable, "-m", "app", "events", job_id, "--url", node.url],
+                cwd=ROOT, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60,
+            )
+        finally:
+            os.close(write_end)
+        assert piped.returncode == 1 and piped.stderr == "", piped.stderr
     finally:
         assert node.stop() == 0, node.log()
     verified = cli("verify", database_url=database_url)
