@@ -333,6 +333,34 @@ class Profiler:
                 self.proc.wait(timeout=30)
 
 
+def wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path, timeout: float = 60) -> None:
+    """Wait until `url` answers 200; raise (pointing at the process's log) if it exits or never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}; see {log_path}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{proc.args} did not answer {url}; see {log_path}")
+        time.sleep(0.1)
+
+
+def terminate(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL after 30 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class Server:
     """A real `mirror-neuron serve` process on a free port."""
 
@@ -360,19 +388,7 @@ class Server:
         self.proc = subprocess.Popen(
             [PYTHON, "-m", "app", "serve"], cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
         )
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}; see {self._log}")
-            try:
-                with urllib.request.urlopen(self.base + "/api/v1/health/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server did not become ready; see {self._log}")
-            time.sleep(0.1)
+        wait_ready(self.proc, self.base + "/api/v1/health/ready", self._log)
         self.rss = RssSampler(self.proc.pid).start()
         self.profiler = Profiler(self.cfg, self.proc.pid, self.name)
         return self
@@ -382,13 +398,8 @@ class Server:
             self.profiler.stop()
         if self.rss is not None:
             self.rss.stop()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc)
 
     def get_json(self, path: str) -> Any:
         with urllib.request.urlopen(self.base + path, timeout=60) as r:
@@ -427,13 +438,8 @@ class Worker:
     def __exit__(self, *exc: Any) -> None:
         if self.profiler is not None:
             self.profiler.stop()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc)
 
     def check(self) -> None:
         """Raise if the worker has exited."""

@@ -20,12 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
 import uuid
 from typing import Any
 
@@ -106,35 +102,21 @@ class FloorServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> FloorServer:
-        from bench.common import PYTHON, ROOT
+        from bench.common import PYTHON, ROOT, wait_ready
 
         out = self._log.open("wb")
         self.proc = subprocess.Popen(
             [PYTHON, "-m", "bench.floor", "--dsn", self.dsn, "--port", str(self.port)],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"floor server exited with {self.proc.returncode}; see {self._log}")
-            try:
-                with urllib.request.urlopen(self.base + "/api/v1/health", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"floor server did not answer; see {self._log}")
-            time.sleep(0.1)
+        wait_ready(self.proc, self.base + "/api/v1/health", self._log)
+        return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        from bench.common import terminate
+
+        if self.proc is not None:
+            terminate(self.proc)
 
 
 def main() -> None:

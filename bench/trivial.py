@@ -29,6 +29,7 @@ from bench.common import (
     migrate,
     retried,
     run_async,
+    terminate,
     trivial_manifest,
     wrk,
 )
@@ -157,11 +158,7 @@ def procrastinate(cfg: Config, dsn: str, jobs: int) -> float:
             cwd=ROOT, capture_output=True, text=True, check=True,
         ).stdout
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        terminate(worker)
     return float(json.loads(out.strip().splitlines()[-1])["rate"])
 
 
