@@ -1,9 +1,10 @@
 """Canonical JSON text (SPEC §1.3) for the write path, at msgspec's speed.
 
 `app.domain.canonical.canonical_json` (the standard library's encoder) defines the text; the
-domain may import nothing else. The API encodes a submit's body for its digest, the store the
-`job_submitted` payload built from it and the projections' JSON columns: msgspec with sorted keys
-writes the same text 1.5-6x faster (small payloads to a manifest), except
+domain may import nothing else. The API encodes a submit's body for its digest and the store the
+`job_submitted` payload built from it — the two large values of a submit: msgspec with sorted
+keys writes the same text ~2x faster on a manifest (the check below included; on values of a few
+dozen bytes it gains nothing), except
 for floats, which it formats differently in two cases — exponent forms (`1e16`, `1.5e-7` where
 json writes `1e+16`, `1.5e-07`) and numbers below 1e-4 it writes in full (`0.00001` for
 `1e-05`). Any text where such a number could be is encoded again by `canonical_json`; a false
@@ -13,9 +14,8 @@ cannot encode (non-string keys, cycles, nesting past its depth, other objects) g
 
 What is not caught: msgspec writes NaN and infinities as `null` and encodes sets, bytes,
 dataclasses, datetimes and UUIDs, all of which json refuses. So this is only for plain JSON
-values — a parsed request body (non-finite numbers refused by the parser), a payload built from
-one, and projection columns folded from payloads that `canonical_json` already wrote — never for
-what an agent produced (a module emitting a set must fail as it always did).
+values — a parsed request body (non-finite numbers refused by the parser) and a payload built
+from one — never for what an agent produced (a module emitting a set must fail as it always did).
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.domain.canonical import canonical_json
 from app.domain.projection import AgentView, JobProjection, JobView, build
 from app.store.database import Prepared
-from app.store.json_text import canonical_text
 from app.store.tables import agents, any_of, id_list, jobs, prepared
 
 _JOB_FIELDS = tuple(f.name for f in fields(JobView))
@@ -23,7 +23,7 @@ _AGENT_JSON = frozenset({"state"})
 
 
 def _dump(value: Any) -> str | None:
-    return None if value is None else canonical_text(list(value) if isinstance(value, tuple) else value)
+    return None if value is None else canonical_json(list(value) if isinstance(value, tuple) else value)
 
 
 def job_to_row(job: JobView) -> dict[str, Any]:
