@@ -14,9 +14,9 @@ from app.domain.manifest import normalize_manifest, validate_manifest
 from app.http.body import PARSE_IN_THREAD_BYTES
 from app.http.context import Api
 from app.http.errors import ApiError, bundle_not_found
+from app.http.json_text import canonical_text
 from app.service import IdempotencyMismatch, Submitted
 from app.store import read_model
-from app.store.json_text import canonical_text
 
 EMPTY_PAYLOAD = "Empty JSON payload"
 BUNDLE_PATH_REFUSED = (

@@ -13,19 +13,12 @@ from sqlalchemy import ARRAY, and_, bindparam, func, insert, select, true, updat
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.domain import events as ev
 from app.domain import upcasting
 from app.domain.canonical import canonical_json, event_hash, format_ms, parse_ms
 from app.domain.events import Event, NewEvent
 from app.domain.projection import build
 from app.store.database import Prepared
-from app.store.json_text import canonical_text
 from app.store.tables import any_of, event_positions, events, id_list, prepared
-
-# Payloads built only from a parsed request or bundle file and the service's own values (plain
-# JSON), which the faster encoder may write (app/store/json_text.py). Anything an agent produced
-# goes through canonical_json, which refuses what JSON cannot carry (a module emitting a set).
-_PLAIN_JSON_EVENTS = frozenset({ev.JOB_SUBMITTED})
 
 
 class ConcurrencyConflict(Exception):
@@ -73,9 +66,7 @@ def _seal(
     for offset, new in enumerate(new_events, start=1):
         event_id = str(uuid.uuid4())
         sequence = head.sequence + offset
-        payload_json = (
-            canonical_text(new.payload) if new.type in _PLAIN_JSON_EVENTS else canonical_json(new.payload)
-        )
+        payload_json = canonical_json(new.payload)
         digest = event_hash(
             prev_hash=prev,
             stream_id=stream_id,

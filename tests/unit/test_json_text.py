@@ -1,4 +1,4 @@
-"""`canonical_text` (the write path's encoder) writes exactly `canonical_json`'s text (SPEC §1.3)."""
+"""`canonical_text` (a request body's digest) writes exactly `canonical_json`'s text (SPEC §1.3)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from app.domain.canonical import canonical_json
 from app.domain.events import NewEvent
+from app.http.json_text import canonical_text
 from app.store import event_store
 from app.store.event_store import StreamHead
-from app.store.json_text import canonical_text
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
@@ -61,8 +61,8 @@ def test_what_json_refuses_is_still_refused() -> None:
 
 
 def test_sealing_refuses_what_an_agent_produced_and_json_cannot_carry() -> None:
-    # Only job_submitted (built from a parsed request) may take the faster encoder: a module that
-    # emits a set must still fail its step, as json refuses it.
+    # Event payloads go through canonical_json, never the faster encoder: a module that emits a
+    # set must still fail its step, as json refuses it.
     with pytest.raises(TypeError, match="set is not JSON serializable"):
         event_store.seal("s", None, StreamHead(), [NewEvent("agent_message_emitted", {"body": {1, 2}})], 1)
     sealed = event_store.seal("s", None, StreamHead(), [NewEvent("job_submitted", {"n": 1e-7, "m": "x"})], 1)

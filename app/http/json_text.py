@@ -1,21 +1,18 @@
-"""Canonical JSON text (SPEC §1.3) for the write path, at msgspec's speed.
+"""Canonical JSON text (SPEC §1.3) of a parsed request body, at msgspec's speed.
 
 `app.domain.canonical.canonical_json` (the standard library's encoder) defines the text; the
-domain may import nothing else. The API encodes a submit's body for its digest and the store the
-`job_submitted` payload built from it — the two large values of a submit: msgspec with sorted
-keys writes the same text ~2x faster on a manifest (the check below included; on values of a few
-dozen bytes it gains nothing), except
-for floats, which it formats differently in two cases — exponent forms (`1e16`, `1.5e-7` where
-json writes `1e+16`, `1.5e-07`) and numbers below 1e-4 it writes in full (`0.00001` for
+domain may import nothing else. A submit's digest is the SHA-256 of its body's canonical JSON
+(SPEC §2.7): msgspec with sorted keys writes the same text about twice as fast on a manifest,
+except for floats, which it formats differently in two cases — exponent forms (`1e16`, `1.5e-7`
+where json writes `1e+16`, `1.5e-07`) and numbers below 1e-4 it writes in full (`0.00001` for
 `1e-05`). Any text where such a number could be is encoded again by `canonical_json`; a false
 alarm (the same characters inside a string) only costs that second encoding. Values msgspec
-cannot encode (non-string keys, cycles, nesting past its depth, other objects) go to
-`canonical_json` too, which then writes its text or raises as it always did.
+cannot encode (non-string keys, cycles, nesting past its depth) go to `canonical_json` too.
 
 What is not caught: msgspec writes NaN and infinities as `null` and encodes sets, bytes,
-dataclasses, datetimes and UUIDs, all of which json refuses. So this is only for plain JSON
-values — a parsed request body (non-finite numbers refused by the parser) and a payload built
-from one — never for what an agent produced (a module emitting a set must fail as it always did).
+dataclasses, datetimes and UUIDs, all of which json refuses. A body parsed from JSON holds none
+of them (its parser refuses non-finite numbers), which is why this serves the request digest
+only: every event payload goes through `canonical_json`, which refuses what JSON cannot carry.
 """
 
 from __future__ import annotations
