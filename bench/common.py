@@ -29,6 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = Path(__file__).resolve().parent
 LUA_DIR = BENCH_DIR / "lua"
 PYTHON = sys.executable
+# Where the application under test lives: this checkout, or (`--compare REF`) a worktree of another
+# commit. Its processes (serve, worker, migrate, rebuild) run from there; the bench, the floor and the
+# peers always run from this checkout, so both sides are measured by the same harness.
+APP_ROOT = Path(os.environ.get("BENCH_APP_ROOT") or ROOT).resolve()
 DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -143,6 +147,39 @@ class Table:
         out += [""] + [f"- {n}" for n in self.notes]
         return "\n".join(out) + "\n"
 
+    def to_json(self) -> dict[str, Any]:
+        """Every run's figures (for `--json` and `--compare`)."""
+        return {
+            "title": self.title,
+            "rows": [
+                {
+                    "what": r.what, "backend": r.backend, "unit": r.unit, "ours": list(r.ours.values),
+                    "peer_name": r.peer_name, "peer": list(r.peer.values) if r.peer is not None else None,
+                    "target": r.target,
+                }
+                for r in self.rows
+            ],
+        }
+
+
+def cpu_row(
+    what: str, backend: str, ours: Sequence[float], peer_name: str = "", peer: Sequence[float] | None = None,
+    *, at_most: float | None = None,
+) -> Row:
+    """A row of CPU milliseconds per operation (one value per run), with its ratio to a peer's and
+    the target `ratio ≤ at_most` when given."""
+    mine = Sample.of(ours)
+    other = Sample.of(peer) if peer else None
+    ratio = mine.median / other.median if other is not None and other.median else None
+    target = f"≤ {at_most:g}×" if at_most is not None else ""
+    met = (ratio <= at_most) if at_most is not None and ratio is not None else None
+    return Row(what, backend, mine, "ms CPU/op", peer_name, other, ratio, target, met)
+
+
+def per_op_ms(seconds: float, operations: int) -> float:
+    """CPU seconds spent on `operations` → milliseconds per operation."""
+    return seconds * 1000 / operations if operations else float("nan")
+
 
 def machine() -> str:
     """A one-line description of the machine this run measured."""
@@ -242,8 +279,24 @@ def app_url(backend: str, target: str | Path) -> str:
     return f"sqlite+aiosqlite:///{target}"
 
 
+def app_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a process of the application under test (APP_ROOT first on the path)."""
+    base = dict(os.environ if env is None else env)
+    if APP_ROOT != ROOT:
+        base["PYTHONPATH"] = os.pathsep.join(p for p in (str(APP_ROOT), base.get("PYTHONPATH", "")) if p)
+    return base
+
+
 async def migrate(url: str) -> None:
     """Bring a scratch database to the newest migration, as `mirror-neuron migrate` does."""
+    if APP_ROOT != ROOT:  # the other commit's migrations, by its own command
+        proc = await asyncio.create_subprocess_exec(
+            PYTHON, "-m", "app", "migrate", cwd=APP_ROOT,
+            env=app_env({**os.environ, "MIRROR_NEURON_DATABASE_URL": url, "MIRROR_NEURON_LOG_LEVEL": "WARNING"}),
+        )
+        if await proc.wait() != 0:
+            raise RuntimeError(f"mirror-neuron migrate failed at {APP_ROOT}")
+        return
     from app.store.database import Database
     from app.store.migrate import upgrade_to_head
 
@@ -386,7 +439,7 @@ class Server:
     def __enter__(self) -> Server:
         out = self._log.open("wb")
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", "app", "serve"], cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
+            [PYTHON, "-m", "app", "serve"], cwd=APP_ROOT, env=app_env(self.env), stdout=out, stderr=subprocess.STDOUT
         )
         wait_ready(self.proc, self.base + "/api/v1/health/ready", self._log)
         self.rss = RssSampler(self.proc.pid).start()
@@ -430,7 +483,7 @@ class Worker:
     def __enter__(self) -> Worker:
         out = self._log.open("wb")
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", "app", "worker"], cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
+            [PYTHON, "-m", "app", "worker"], cwd=APP_ROOT, env=app_env(self.env), stdout=out, stderr=subprocess.STDOUT
         )
         self.profiler = Profiler(self.cfg, self.proc.pid, self.name)
         return self

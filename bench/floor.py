@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
 import socket
 import subprocess
 import uuid
@@ -74,18 +76,31 @@ def create_app(pool: asyncpg.Pool) -> Litestar:
     return Litestar([submit, details, page, health], openapi_config=None)
 
 
-async def serve(dsn: str, port: int) -> None:
-    import uvicorn
-
+async def serve(dsn: str, port: int, server: str) -> None:
     pool = await asyncpg.create_pool(dsn, min_size=10, max_size=10)
     async with pool.acquire() as conn:
         await conn.execute(_TABLE)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.listen(2048)
-    config = uvicorn.Config(create_app(pool), log_level="warning", lifespan="off", access_log=False)
-    await uvicorn.Server(config).serve(sockets=[sock])
+    app = create_app(pool)
+    if server == "granian":  # embedded in this loop, as `mirror-neuron serve` embeds it
+        from granian.constants import Interfaces
+        from granian.log import LogLevels
+        from granian.server.embed import Server as Granian
+
+        granian = Granian(app, address="127.0.0.1", port=port, interface=Interfaces.ASGINL, backlog=2048,
+                          log_level=LogLevels.warning)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, granian.stop)
+        await granian.serve()
+    else:
+        import uvicorn
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(2048)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        await uvicorn.Server(config).serve(sockets=[sock])
     await pool.close()
 
 
@@ -123,11 +138,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dsn", required=True, help="libpq DSN of a database migrated by mirror-neuron")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--server", choices=("uvicorn", "granian"),
+                        default=os.environ.get("MIRROR_NEURON_HTTP_SERVER") or "uvicorn",
+                        help="the ASGI server (default: as `mirror-neuron serve`, MIRROR_NEURON_HTTP_SERVER)")
     args = parser.parse_args()
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(serve(args.dsn, args.port))
+        runner.run(serve(args.dsn, args.port, args.server))
 
 
 if __name__ == "__main__":

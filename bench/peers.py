@@ -26,9 +26,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.cpu import SelfMeter
+
 
 def _emit(**data: Any) -> None:
     print(json.dumps(data), flush=True)
+
+
+def _cpu_per_op(meter: SelfMeter, count: int) -> dict[str, float]:
+    """The peer's CPU ms per operation over its timed loop: its own and its Postgres backends'."""
+    seconds = meter.stop()
+    return {"cpu_ms": seconds["cpu"] * 1000 / max(count, 1), "pg_cpu_ms": seconds["pg_cpu"] * 1000 / max(count, 1)}
 
 
 def _payload(size: int) -> str:
@@ -74,12 +82,14 @@ async def raw_pg(dsn: str, connections: int, seconds: float, size: int) -> None:
                 free.put_nowait(conn)
             count += 1
 
+    meter = SelfMeter(postgres=True)
     started = time.perf_counter()
     await asyncio.gather(*(loop(i) for i in range(connections)))
     elapsed = time.perf_counter() - started
+    cpu = _cpu_per_op(meter, count)
     for c in conns:
         await c.close()
-    _emit(rate=count / elapsed, count=count, connections=len(conns))
+    _emit(rate=count / elapsed, count=count, connections=len(conns), **cpu)
 
 
 def raw_sqlite(path: str, threads: int, seconds: float, size: int) -> None:
@@ -102,6 +112,7 @@ def raw_sqlite(path: str, threads: int, seconds: float, size: int) -> None:
                 conn.execute("COMMIT")
             counts[i] += 1
 
+    meter = SelfMeter(postgres=False)
     started = time.perf_counter()
     workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
     for w in workers:
@@ -109,8 +120,9 @@ def raw_sqlite(path: str, threads: int, seconds: float, size: int) -> None:
     for w in workers:
         w.join()
     elapsed = time.perf_counter() - started
+    cpu = _cpu_per_op(meter, sum(counts))
     conn.close()
-    _emit(rate=sum(counts) / elapsed, count=sum(counts))
+    _emit(rate=sum(counts) / elapsed, count=sum(counts), **cpu)
 
 
 # ------------------------------------------------------------------------------------ eventsourcing
@@ -157,6 +169,7 @@ def eventsourcing_peer(backend: str, target: str, threads: int, seconds: float, 
             app.save(Job(manifest))  # one new aggregate, one event, one transaction
             counts[i] += 1
 
+    meter = SelfMeter(postgres=backend == "postgres")
     started = time.perf_counter()
     workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
     for w in workers:
@@ -164,8 +177,9 @@ def eventsourcing_peer(backend: str, target: str, threads: int, seconds: float, 
     for w in workers:
         w.join()
     elapsed = time.perf_counter() - started
+    cpu = _cpu_per_op(meter, sum(counts))
     app.close()
-    _emit(rate=sum(counts) / elapsed, count=sum(counts))
+    _emit(rate=sum(counts) / elapsed, count=sum(counts), **cpu)
 
 
 # ------------------------------------------------------------------------------------ procrastinate
@@ -197,6 +211,7 @@ async def procrastinate_defer(dsn: str, jobs: int, deferrers: int, timeout: floa
     async with app.open_async():
         task = app.tasks["noop"]
         remaining = jobs
+        meter = SelfMeter(postgres=True)
         started = time.perf_counter()
 
         async def defer() -> None:
@@ -207,6 +222,7 @@ async def procrastinate_defer(dsn: str, jobs: int, deferrers: int, timeout: floa
 
         await asyncio.gather(*(defer() for _ in range(deferrers)))
         deferred = time.perf_counter() - started
+        cpu = _cpu_per_op(meter, jobs)
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
             deadline = time.perf_counter() + timeout
             while True:
@@ -222,7 +238,7 @@ async def procrastinate_defer(dsn: str, jobs: int, deferrers: int, timeout: floa
             )
             last = (await cur.fetchone() or [None])[0]
     elapsed = time.perf_counter() - started
-    _emit(rate=jobs / elapsed, seconds=elapsed, defer_seconds=deferred, last_event_epoch=float(last or 0))
+    _emit(rate=jobs / elapsed, seconds=elapsed, defer_seconds=deferred, last_event_epoch=float(last or 0), **cpu)
 
 
 async def procrastinate_schema(dsn: str) -> None:

@@ -7,7 +7,20 @@ import os
 import re
 import subprocess
 
-from bench.common import PYTHON, ROOT, Config, Databases, Row, Sample, Table, log, retried, run_child
+from bench.common import (
+    APP_ROOT,
+    PYTHON,
+    ROOT,
+    Config,
+    Databases,
+    Row,
+    Sample,
+    Table,
+    app_env,
+    log,
+    retried,
+    run_child,
+)
 from bench.seed import seeded
 
 
@@ -22,7 +35,7 @@ def run(cfg: Config, dbs: Databases) -> Table:
         scans: list[float] = []
         count = 0
         for i in range(cfg.runs):
-            wall, peak, out = retried("rebuild", lambda e=env: run_child([PYTHON, "-m", "app", "rebuild"], env=e))
+            wall, peak, out = retried("rebuild", lambda e=env: run_child([PYTHON, "-m", "app", "rebuild"], env=app_env(e), cwd=APP_ROOT))
             found = re.search(r"from (\d+) events in ([0-9.]+) s", out)
             if found is None:
                 raise RuntimeError(f"unexpected rebuild output: {out}")

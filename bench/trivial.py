@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,14 +26,17 @@ from bench.common import (
     Table,
     Worker,
     app_url,
+    cpu_row,
     log,
     migrate,
+    per_op_ms,
     retried,
     run_async,
     terminate,
     trivial_manifest,
     wrk,
 )
+from bench.cpu import CpuMeter
 
 CONCURRENCY = 8  # jobs a worker runs at once: MIRROR_NEURON_MAX_ACTIVE_JOBS and procrastinate's --concurrency
 SUBMITTERS = 16  # concurrent POSTs (wrk connections) and concurrent procrastinate defers
@@ -94,10 +98,22 @@ class Counter:
         return parse_ms(row[0])
 
 
+@dataclass
+class Run:
+    """One run: jobs/s, and CPU ms per job of each process and of its Postgres backends
+    (`api`, `api:pg`, `worker`, `worker:pg`; one-process runs have only `api`)."""
+
+    rate: float
+    cpu_ms: dict[str, float]
+
+    def ms(self, *keys: str) -> float:
+        return sum(self.cpu_ms.get(k, 0.0) for k in keys)
+
+
 def ours(
     cfg: Config, server: Server, backend: str, target: str, jobs: int, body_file: Path, worker: Worker | None = None
-) -> float:
-    """Submit `jobs` trivial jobs with wrk and return jobs/s until the last one completed."""
+) -> Run:
+    """Submit `jobs` trivial jobs with wrk; jobs/s until the last one completed, and CPU per job."""
     quota = -(-jobs // 2)
     env = {"BENCH_BODY_FILE": str(body_file), "BENCH_QUOTA": str(quota)}
     with Counter(backend, target) as counter:
@@ -118,6 +134,11 @@ def ours(
                 seconds=600, env=env, proc_hook=procs.append,
             )
 
+        assert server.proc is not None
+        groups: dict[str, Any] = {"api": server.proc.pid}
+        if worker is not None and worker.proc is not None:
+            groups["worker"] = worker.proc.pid
+        meter = CpuMeter(groups, postgres=backend == "postgres").start()
         started = time.time()
         thread = threading.Thread(target=submit)
         thread.start()
@@ -133,14 +154,17 @@ def ours(
                 raise RuntimeError(f"trivial jobs: {completed - done_before} of {submitted} completed in 600 s")
             time.sleep(0.05)
         thread.join()
+        cpu = meter.stop()
         if broken:
             log(f"  {broken} jobs failed or were cancelled")
         elapsed = counter.last_update_ms() / 1000 - started
-    return submitted / elapsed
+    return Run(submitted / elapsed, {k: per_op_ms(v, submitted) for k, v in cpu.items()})
 
 
-def procrastinate(cfg: Config, dsn: str, jobs: int) -> float:
-    """procrastinate: a worker process at CONCURRENCY, SUBMITTERS concurrent defers, until all succeeded."""
+def procrastinate(cfg: Config, dsn: str, jobs: int) -> Run:
+    """procrastinate: a worker process at CONCURRENCY, SUBMITTERS concurrent defers, until all succeeded.
+    CPU per job: `worker` (+ `:pg`) measured here over the deferring process's life, `api` (+ `:pg`)
+    the deferrer's own figures over its defer loop."""
     subprocess.run([PYTHON, "-m", "bench.peers", "procrastinate-schema", "--target", dsn], cwd=ROOT, check=True,
                    capture_output=True)
     worker = subprocess.Popen(
@@ -152,14 +176,17 @@ def procrastinate(cfg: Config, dsn: str, jobs: int) -> float:
         if worker.stdout.readline().strip() != "ready":
             raise RuntimeError("the procrastinate worker did not start")
         time.sleep(0.5)
+        meter = CpuMeter({"worker": worker.pid}).start()
         out = subprocess.run(
             [PYTHON, "-m", "bench.peers", "procrastinate-defer", "--target", dsn, "--jobs", str(jobs),
              "--deferrers", str(SUBMITTERS)],
             cwd=ROOT, capture_output=True, text=True, check=True,
         ).stdout
+        cpu = {k: per_op_ms(v, jobs) for k, v in meter.stop().items()}
     finally:
         terminate(worker)
-    return float(json.loads(out.strip().splitlines()[-1])["rate"])
+    data = json.loads(out.strip().splitlines()[-1])
+    return Run(float(data["rate"]), {**cpu, "api": float(data["cpu_ms"]), "api:pg": float(data["pg_cpu_ms"])})
 
 
 def run(cfg: Config, dbs: Databases) -> Table:
@@ -170,8 +197,9 @@ def run(cfg: Config, dbs: Databases) -> Table:
     jobs = cfg.size(300, 2000)
     body_file = cfg.workdir / "trivial_body.json"
     body_file.write_text(json.dumps(trivial_manifest("bench_trivial")))
-    peer_runs: list[float] = []
-    def peer_run() -> float:
+    peer_runs: list[Run] = []
+
+    def peer_run() -> Run:
         # procrastinate gets a fresh database per run, like our fresh server per run.
         pdsn = run_async(dbs.create_pg("procrastinate"))
         try:
@@ -179,7 +207,7 @@ def run(cfg: Config, dbs: Databases) -> Table:
         finally:
             run_async(dbs.drop_pg(pdsn))
 
-    def our_run(backend: str, split: bool) -> float:
+    def our_run(backend: str, split: bool) -> Run:
         target = run_async(dbs.create_pg("trivial")) if backend == "postgres" else str(dbs.sqlite_file("trivial"))
         try:
             url = app_url(backend, target)
@@ -199,21 +227,42 @@ def run(cfg: Config, dbs: Databases) -> Table:
     # Ours as one process (API and runtime), and as procrastinate runs: the submits through one
     # process (an API-only server; procrastinate's deferrer), the jobs in another (a worker).
     variants = [(b, False) for b in cfg.backends] + [("postgres", True)] * ("postgres" in cfg.backends)
-    results: dict[tuple[str, bool], list[float]] = {v: [] for v in variants}
+    results: dict[tuple[str, bool], list[Run]] = {v: [] for v in variants}
 
     for i in range(cfg.runs):
         peer_runs.append(retried("procrastinate", peer_run))
         for backend, split in variants:
-            rate = float(retried(f"trivial {backend}", partial(our_run, backend, split)))
-            results[(backend, split)].append(rate)
+            run_ = retried(f"trivial {backend}", partial(our_run, backend, split))
+            results[(backend, split)].append(run_)
             shape = "API + worker" if split else "one process"
-            log(f"trivial run {i + 1}: {backend} ({shape}) {rate:.0f} jobs/s, procrastinate {peer_runs[-1]:.0f} jobs/s")
-    peer = Sample.of(peer_runs)
+            cpu = ", ".join(f"{k} {v:.2f}" for k, v in run_.cpu_ms.items())
+            pcpu = ", ".join(f"{k} {v:.2f}" for k, v in peer_runs[-1].cpu_ms.items())
+            log(f"trivial run {i + 1}: {backend} ({shape}) {run_.rate:.0f} jobs/s (CPU ms/job {cpu}), "
+                f"procrastinate {peer_runs[-1].rate:.0f} jobs/s ({pcpu})")
+    peer = Sample.of([r.rate for r in peer_runs])
     for backend, split in variants:
-        mine = Sample.of(results[(backend, split)])
+        runs = results[(backend, split)]
+        mine = Sample.of([r.rate for r in runs])
         ratio = mine.median / peer.median
         what = f"{jobs} trivial jobs, " + ("API server + worker node" if split else "one process")
-        table.add(Row(what, backend, mine, "jobs/s", "procrastinate (postgres)", peer, ratio, "≥ 1×", ratio >= 1))
+        target = 1.5 if split else 1.2
+        table.add(Row(what, backend, mine, "jobs/s", "procrastinate (postgres)", peer, ratio, f"≥ {target:g}×",
+                      ratio >= target))
+        short = "API + worker" if split else "one process"
+        if split:
+            table.add(cpu_row(f"trivial jobs ({short}): worker + Postgres CPU per job", backend,
+                              [r.ms("worker", "worker:pg") for r in runs], "procrastinate worker's",
+                              [r.ms("worker", "worker:pg") for r in peer_runs], at_most=1.5))
+            table.add(cpu_row(f"trivial jobs ({short}): worker process CPU per job", backend,
+                              [r.ms("worker") for r in runs], "procrastinate worker's",
+                              [r.ms("worker") for r in peer_runs]))
+            table.add(cpu_row(f"trivial jobs ({short}): API (submit) + Postgres CPU per job", backend,
+                              [r.ms("api", "api:pg") for r in runs], "procrastinate defer's",
+                              [r.ms("api", "api:pg") for r in peer_runs]))
+        every = ("api", "api:pg", "worker", "worker:pg")
+        table.add(cpu_row(f"trivial jobs ({short}): all processes + Postgres CPU per job", backend,
+                          [r.ms(*every) for r in runs], "procrastinate's (defer + worker)",
+                          [r.ms(*every) for r in peer_runs]))
     table.notes.append(
         "Both clocks start before the first submission: ours ends at the last job's completion timestamp, "
         "procrastinate's when its jobs table shows every job succeeded. A trivial job is 12 events in 5 "
@@ -226,6 +275,11 @@ def run(cfg: Config, dbs: Databases) -> Table:
         "an API-only server (MIRROR_NEURON_RUNTIME_ENABLED=0) takes the POSTs and a `mirror-neuron worker` "
         "runs the jobs, as procrastinate's deferrer process and its worker process do; its clock starts once "
         "the worker node has registered."
+    )
+    table.notes.append(
+        "CPU per job: each process's CPU seconds (and its Postgres backends') from the first submission to the "
+        "last completion ÷ jobs (bench/cpu.py). procrastinate: its worker measured the same way over the deferring "
+        "process's life; its deferrer measures its own defer loop (\"API\" rows)."
     )
     if "sqlite" in cfg.backends:
         table.notes.append("procrastinate needs Postgres: the SQLite row is compared with procrastinate on Postgres.")
