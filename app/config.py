@@ -92,6 +92,7 @@ class Settings:
     executor_output_cap_bytes: int = 1024 * 1024
     temp_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "mirror_neuron")
     log_level: str = "INFO"
+    console_enabled: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -128,6 +129,7 @@ class Settings:
             executor_output_cap_bytes=_int(e, p + "EXECUTOR_OUTPUT_CAP_BYTES", 1024 * 1024, minimum=1),
             temp_dir=Path(e.get(p + "TEMP_DIR") or defaults.temp_dir),
             log_level=e.get(p + "LOG_LEVEL", "INFO").upper(),
+            console_enabled=_bool(e, p + "CONSOLE", True),
         )
         settings.check()
         return settings

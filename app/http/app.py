@@ -8,6 +8,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 
 from app.config import Settings
+from app.console.routes import console_routes
 from app.http.auth import BearerGate
 from app.http.bundles import BundlesController
 from app.http.context import Api
@@ -31,7 +32,13 @@ def create_app(settings: Settings, db: Database, service: Service, *, node_name:
 
     components, security = security_components(settings.api_token is not None)
     app = Litestar(
-        route_handlers=[SystemController, JobsController, EventsController, BundlesController],
+        route_handlers=[
+            SystemController,
+            JobsController,
+            EventsController,
+            BundlesController,
+            *(console_routes() if settings.console_enabled else []),
+        ],
         dependencies={"api": Provide(provide_api, sync_to_thread=False, use_cache=True)},
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
@@ -47,5 +54,5 @@ def create_app(settings: Settings, db: Database, service: Service, *, node_name:
         debug=False,
     )
     # Authentication comes before routing (SPEC §2.1): unknown paths and wrong methods get 401 too.
-    app.asgi_handler = BearerGate(app.asgi_handler, settings.api_token)
+    app.asgi_handler = BearerGate(app.asgi_handler, settings.api_token, console=settings.console_enabled)
     return app

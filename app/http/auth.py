@@ -40,6 +40,12 @@ def _is_health(scope: Scope) -> bool:
     return scope.get("method") == "GET" and str(scope.get("path", "")).rstrip("/") == HEALTH_PATH
 
 
+def _is_console(scope: Scope) -> bool:
+    """`GET /` and `GET /ui/…`: the console's static files need no token (SPEC C.5.6)."""
+    path = str(scope.get("path", ""))
+    return scope.get("method") == "GET" and (path in ("/", "/ui") or path.startswith("/ui/"))
+
+
 async def _send_json(
     send: Send, status: int, content: dict[str, str], headers: tuple[tuple[bytes, bytes], ...] = ()
 ) -> None:
@@ -61,16 +67,18 @@ async def _send_json(
 class BearerGate:
     """Wraps the application's ASGI handler: no path, known or not, answers without the token."""
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, *, console: bool = False) -> None:
         self.app = app
         self.token = token
+        self.console = console
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer 401 before routing when the token is required and missing or wrong."""
         http: dict[str, Any] = scope  # type: ignore[assignment]
         if http["type"] == "http":
             token = self.token
-            if token is not None and not _is_health(scope) and not _bearer_ok(scope, token):
+            exempt = _is_health(scope) or (self.console and _is_console(scope))
+            if token is not None and not exempt and not _bearer_ok(scope, token):
                 await _send_json(send, 401, {"error": UNAUTHORIZED}, ((b"www-authenticate", b"Bearer"),))
                 return
             if "\x00" in str(http.get("path", "")):
