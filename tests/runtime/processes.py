@@ -74,6 +74,8 @@ class NodeProcess:
         req = urllib.request.Request(self.url + path, data=data, method=method)
         if data is not None:
             req.add_header("Content-Type", "application/json")
+        if self.env.get("MIRROR_NEURON_API_TOKEN"):
+            req.add_header("Authorization", f"Bearer {self.env['MIRROR_NEURON_API_TOKEN']}")
         try:
             with urllib.request.urlopen(req, timeout=10) as response:
                 return response.status, json.loads(response.read())

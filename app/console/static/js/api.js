@@ -36,9 +36,10 @@ function headers(extra) {
   return result;
 }
 
-function refused(response) {
+// A 401 asks for a token again; `sent` says whether this request carried one (then it was refused).
+function refused(response, sent) {
   if (response.status !== 401) return false;
-  unauthorizedListener(Boolean(token()));
+  unauthorizedListener(Boolean(sent));
   return true;
 }
 
@@ -56,6 +57,7 @@ async function readJson(response) {
 // `body` may be a string (sent as JSON text), FormData (multipart) or any JSON value.
 export async function api(method, path, { body, signal } = {}) {
   const init = { method, signal, headers: headers({ Accept: "application/json" }) };
+  const sent = token();
   if (body instanceof FormData) {
     init.body = body;
   } else if (body !== undefined) {
@@ -64,7 +66,7 @@ export async function api(method, path, { body, signal } = {}) {
   }
   const response = await fetch(path, init);
   const parsed = await readJson(response);
-  if (refused(response) || !response.ok) throw new ApiError(response.status, parsed);
+  if (refused(response, sent) || !response.ok) throw new ApiError(response.status, parsed);
   return parsed;
 }
 
@@ -72,11 +74,12 @@ export async function api(method, path, { body, signal } = {}) {
 // the server ends it (a job's terminal event) or `signal` aborts. Resolves to the last event seen.
 export async function followEvents(path, { after = 0, onEvent, signal }) {
   const separator = path.includes("?") ? "&" : "?";
+  const sent = token();
   const response = await fetch(`${path}${separator}follow=true&after=${after}`, {
     signal,
     headers: headers({ Accept: "application/x-ndjson" }),
   });
-  if (refused(response) || !response.ok) throw new ApiError(response.status, await readJson(response));
+  if (refused(response, sent) || !response.ok) throw new ApiError(response.status, await readJson(response));
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   let last = null;

@@ -30,7 +30,8 @@ export function useFeed(onEvent) {
             },
           });
         } catch (error) {
-          if (isAbort(error) || signal.aborted) return;
+          // A refused token stops here: the page starts again once a token is entered.
+          if (isAbort(error) || signal.aborted || error.status === 401) return;
         }
         await sleep(1000, signal);
       }

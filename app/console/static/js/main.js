@@ -59,9 +59,9 @@ function App() {
   useEffect(() => {
     const listener = () => setRoute(currentRoute());
     addEventListener("hashchange", listener);
-    onUnauthorized((hadToken) => {
+    onUnauthorized((sentToken) => {
       setToken(null);
-      setPrompt({ refused: hadToken });
+      setPrompt((shown) => ({ refused: sentToken || Boolean(shown && shown.refused) }));
     });
     return () => removeEventListener("hashchange", listener);
   }, []);

@@ -100,7 +100,7 @@ function Controls({ job, agents, onChange }) {
       <${Action} label="Cancel" disabled=${isTerminal(status)} run=${() => call("Cancel", "cancel")} />
     </div>
     <form class="message-form" onSubmit=${send}>
-      <div class="field"><label for="message-agent">Agent</label>
+      <div class="field"><label for="message-agent">Send to agent</label>
         <select id="message-agent" value=${agentId} onChange=${(e) => setAgentId(e.target.value)}>
           ${agents.map((a) => html`<option value=${a.agent_id}>${a.agent_id}</option>`)}
         </select></div>
