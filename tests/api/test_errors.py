@@ -78,7 +78,7 @@ async def test_health_needs_no_token_and_a_valid_token_passes(secured: httpx.Asy
 
 
 async def test_unknown_route_is_a_json_404(client: httpx.AsyncClient) -> None:
-    for path in ("/", "/api/v2/jobs", f"{BASE}/jobs/{JOB}/nothing", f"{BASE}/bundles/a/b/c"):
+    for path in ("/nowhere", "/api/v2/jobs", f"{BASE}/jobs/{JOB}/nothing", f"{BASE}/bundles/a/b/c"):
         response = await client.get(path)
         assert response.status_code == 404
         assert response.json() == {"error": "Not Found"}

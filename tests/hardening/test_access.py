@@ -163,7 +163,8 @@ def _routes(node: SecuredNode) -> list[tuple[str, str]]:
         ("DELETE", "/api/v1/jobs"),
         ("OPTIONS", "/api/v1/jobs"),
         ("POST", "/api/v1/health"),
-        ("GET", "/"),
+        ("POST", "/"),  # GET / and GET /ui/... are the console's, exempt (SPEC C.5.6; tests/console)
+        ("POST", "/ui/"),
     ]
     return routes + extra
 

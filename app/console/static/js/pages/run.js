@@ -89,8 +89,8 @@ function UploadForm() {
     </form>
     <${ApiErrorBox} error=${state.error} />
     ${answer && html`<div class="ok" role="status" data-upload=${answer.bundle_id}>
-      <p>Bundle <strong>${answer.bundle_id}</strong> ${answer.changed ? "registered" : "unchanged"} at
-        <span class="mono small">${answer.bundle_path}</span>.</p>
+      <p>Bundle <strong>${answer.bundle_id}</strong> ${answer.changed ? "stored as a new version" : "unchanged"}:${" "}
+        <span class="mono small">${answer.bundle_path}</span></p>
       <button type="button" disabled=${run.busy} onClick=${() => submit({ _bundle_path: answer.bundle_path })}>Run this version</button>
       <details><summary>Manifest</summary><${Json} value=${answer.manifest} /></details>
     </div>`}
