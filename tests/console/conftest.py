@@ -6,11 +6,15 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, async_playwright, expect
 
 from app.store.database import Database
 from tests.console.browser import CHROMIUM, CHROMIUM_ARGS, NODE, TOKEN, Recorder
 from tests.runtime.processes import NodeProcess, slow_prime_bundles
+
+
+# Waiting is bounded, never timed: a loaded CI machine may take a while to show what it must show.
+expect.set_options(timeout=30_000)
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,9 @@ const sleep = (ms, signal) =>
     signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
   });
 
-// Calls onEvent for every job event committed from now on (GET /api/v1/events, followed); reconnects
-// from the last position it saw when the stream drops.
+// Calls onEvent for every job event committed from now on (GET /api/v1/events, followed), and once
+// with null when the feed's head is known (covering what committed since the page loaded);
+// reconnects from the last position it saw when the stream drops.
 export function useFeed(onEvent) {
   const latest = useRef(onEvent);
   latest.current = onEvent;
@@ -20,7 +21,10 @@ export function useFeed(onEvent) {
       let position = null;
       while (!signal.aborted) {
         try {
-          if (position === null) position = await feedHead(signal);
+          if (position === null) {
+            position = await feedHead(signal);
+            latest.current(null); // what committed between the page's first load and the head
+          }
           await followEvents("/api/v1/events", {
             after: position,
             signal,

@@ -229,6 +229,6 @@ export function Job({ jobId }) {
         <${Json} value=${job.result} /></section>`}
       <section aria-labelledby="sandboxes-h"><h2 id="sandboxes-h">Executor sandboxes</h2>
         <${Sandboxes} sandboxes=${data.sandboxes} events=${stream.events} /></section>`}
-    ${stream.error && html`<${ApiErrorBox} error=${stream.error} label="The event stream stopped" />`}
+    ${job && stream.error && html`<${ApiErrorBox} error=${stream.error} label="The event stream stopped" />`}
     ${job && html`<${Timeline} events=${stream.events} done=${stream.done} />`}`;
 }
