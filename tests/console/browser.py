@@ -105,3 +105,12 @@ async def open_console(page: Page, node: NodeProcess) -> None:
     await expect(page.get_by_role("dialog")).to_contain_text("needs a bearer token")
     await enter_token(page, TOKEN)
     await expect(page.locator(f'.node[data-node="{NODE}"]')).to_contain_text("alive")
+
+
+async def unlabelled(page: Page) -> list[str]:
+    """Form controls on the page that no label names (an accessibility basic)."""
+    return await page.eval_on_selector_all(
+        "input, select, textarea, button",
+        """els => els.filter(e => !(e.labels && e.labels.length) && !e.getAttribute("aria-label")
+            && !(e.tagName === "BUTTON" && e.textContent.trim())).map(e => e.outerHTML.slice(0, 80))""",
+    )

@@ -12,7 +12,6 @@ from app.store.database import Database
 from tests.console.browser import CHROMIUM, CHROMIUM_ARGS, NODE, TOKEN, Recorder
 from tests.runtime.processes import NodeProcess, slow_prime_bundles
 
-
 # Waiting is bounded, never timed: a loaded CI machine may take a while to show what it must show.
 expect.set_options(timeout=30_000)
 

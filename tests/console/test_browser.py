@@ -24,6 +24,7 @@ from tests.console.browser import (
     new_page,
     open_console,
     texts,
+    unlabelled,
 )
 from tests.runtime.processes import ROOT, NodeProcess
 
@@ -137,6 +138,7 @@ async def test_pause_message_resume_cancel_from_the_buttons(
         )
         await expect(status).to_have_text("paused")
         await recorder.shot(page, "job-paused")
+        assert await unlabelled(page) == []
 
         await page.get_by_role("button", name="Resume").click()
         await expect(status).to_have_text("running")
@@ -194,6 +196,7 @@ async def test_token_prompt_validation_errors_jobs_bundles_and_phone_width(
         await expect(shown).to_contain_text("Manifest validation failed")
         await expect(shown.locator(".validation-errors li")).to_have_text(refused["errors"])
         await recorder.shot(page, "run-invalid-manifest")
+        assert await unlabelled(page) == []
 
         await page.get_by_role("link", name="Jobs", exact=True).click()
         rows = page.locator("table.jobs tbody tr")
@@ -223,13 +226,13 @@ async def test_token_prompt_validation_errors_jobs_bundles_and_phone_width(
         await recorder.shot(page, "bundles")
 
         await page.set_viewport_size(PHONE)
-        for name, route in (
-            ("phone-overview", "#/"),
-            ("phone-job", f"#/jobs/{created['job_id']}"),
-            ("phone-run", "#/run"),
+        for name, route, shown in (
+            ("phone-overview", "#/", ".node"),
+            ("phone-job", f"#/jobs/{created['job_id']}", "[data-audit]"),
+            ("phone-run", "#/run", "#run-manifest"),
         ):
             await page.goto(f"{node.url}/ui/{route}")
-            await expect(page.locator("main h1")).to_be_visible()
+            await expect(page.locator(shown)).to_be_visible()
             overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, (name, overflow)
             await recorder.shot(page, name)

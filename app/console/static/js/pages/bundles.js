@@ -31,7 +31,7 @@ function Bundle({ bundle, onReloaded }) {
       setOutcome({ error });
     }
   };
-  return html`<article class="card bundle" data-bundle-id=${bundle.bundle_id}>
+  return html`<article class=${`card bundle${open ? " open" : ""}`} data-bundle-id=${bundle.bundle_id}>
     <h2>${bundle.bundle_id} <span class="tag">v${bundle.version}</span></h2>
     <dl class="facts">
       <dt>Job name</dt><dd>${bundle.job_name}</dd>
