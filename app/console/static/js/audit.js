@@ -8,8 +8,9 @@ import { useThrottled } from "./live.js";
 const VERIFY_EVERY_MS = 700;
 let verifier = null; // the verifier module, loaded by the first job page that needs it
 
-export function Audit({ events, done, lastHash, lastSequence }) {
+export function Audit({ events, done, lastHash, lastSequence, onResult }) {
   const [result, setResult] = useState(null);
+  useEffect(() => onResult && onResult(result), [result]);
   const latest = useRef(events);
   latest.current = events;
   const verify = useThrottled(async () => {

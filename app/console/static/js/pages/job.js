@@ -162,7 +162,7 @@ function Sandboxes({ sandboxes, events }) {
   })}</ul>`;
 }
 
-function Timeline({ events, done }) {
+function Timeline({ events, done, badSequence }) {
   const [agent, setAgent] = useState("");
   const [type, setType] = useState("");
   const [all, setAll] = useState(false);
@@ -182,8 +182,9 @@ function Timeline({ events, done }) {
         <select id="filter-type" value=${type} onChange=${(e) => setType(e.target.value)}>
           <option value="">every type</option>${types.map((t) => html`<option value=${t}>${t}</option>`)}</select></div>
     </div>
-    <ol class="timeline">${visible.map((e) => html`<li class="event" data-sequence=${e.sequence} data-type=${e.type}>
+    <ol class="timeline">${visible.map((e) => html`<li class=${e.sequence === badSequence ? "event bad" : "event"} data-sequence=${e.sequence} data-type=${e.type}>
       <details><summary><span class="seq">#${e.sequence}</span> <span class="mono">${e.type}</span>
+        ${e.sequence === badSequence && html`<strong class="error-text"> ✗ the chain breaks here</strong>`}
         ${e.agent_id && html`<span class="tag">${e.agent_id}</span>`} <span class="muted small">${time(e.timestamp)}</span></summary>
         <${Json} value=${e.payload} />
         <p class="muted small mono">event ${e.event_id} · position ${e.position} · hash ${e.hash}${e.hash_alg ? ` (${e.hash_alg})` : ""}</p>
@@ -197,6 +198,7 @@ export function Job({ jobId }) {
   const [details, reload] = useLoad(() => api("GET", path), [jobId]);
   const refresh = useThrottled(reload, 300);
   const stream = useJobEvents(jobId, refresh);
+  const [audit, setAudit] = useState(null);
   useEffect(() => { if (stream.done) reload(); }, [stream.done]);
   const submitted = stream.events.length && stream.events[0].type === "job_submitted" ? stream.events[0] : null;
   const manifest = submitted ? submitted.payload.manifest : null;
@@ -216,7 +218,8 @@ export function Job({ jobId }) {
           ${job.bundle && html`<dt>Bundle</dt><dd>${job.bundle.bundle_id} <span class="mono small">${shortHash(job.bundle.fingerprint)}</span></dd>`}
           ${job.status_reason && html`<dt>Reason</dt><dd>${job.status_reason}</dd>`}
         </dl>
-        <${Audit} events=${stream.events} done=${stream.done} lastHash=${job.last_hash} lastSequence=${job.last_sequence} />
+        <${Audit} events=${stream.events} done=${stream.done} lastHash=${job.last_hash}
+          lastSequence=${job.last_sequence} onResult=${setAudit} />
       </header>
       <${Controls} job=${job} agents=${data.agents} onChange=${refresh} />
       <section aria-labelledby="graph-h"><h2 id="graph-h">Graph</h2>
@@ -230,5 +233,6 @@ export function Job({ jobId }) {
       <section aria-labelledby="sandboxes-h"><h2 id="sandboxes-h">Executor sandboxes</h2>
         <${Sandboxes} sandboxes=${data.sandboxes} events=${stream.events} /></section>`}
     ${job && stream.error && html`<${ApiErrorBox} error=${stream.error} label="The event stream stopped" />`}
-    ${job && html`<${Timeline} events=${stream.events} done=${stream.done} />`}`;
+    ${job && html`<${Timeline} events=${stream.events} done=${stream.done}
+      badSequence=${audit && audit.firstBad ? audit.firstBad.sequence : null} />`}`;
 }
