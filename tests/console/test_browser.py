@@ -160,6 +160,15 @@ async def test_pause_message_resume_cancel_from_the_buttons(
         assert await page.evaluate("window.__sameDocument") is True
         types = await texts(page, "li.event", "data-type")
         assert types == [e["type"] for e in events_of(node, job_id)]
+        timeline = page.get_by_role("region", name=re.compile("^Events"))
+        await timeline.get_by_label("Agent").select_option("sink")
+        sink_events = [e for e in events_of(node, job_id) if e["agent_id"] == "sink"]
+        await expect(page.locator("li.event")).to_have_count(len(sink_events))
+        assert set(await texts(page, "li.event", "data-agent-id")) == {"sink"}
+        await timeline.get_by_label("Agent").select_option("")
+        await timeline.get_by_label("Type").select_option("job_paused")
+        await expect(page.locator("li.event")).to_have_count(1)
+        await timeline.get_by_label("Type").select_option("")
         controls = [t for t in types if t in ("job_paused", "job_resumed", "job_cancelled")]
         assert controls == ["job_paused", "job_resumed", "job_cancelled"]
         assert (
@@ -196,6 +205,10 @@ async def test_token_prompt_validation_errors_jobs_bundles_and_phone_width(
         await expect(shown).to_contain_text("Manifest validation failed")
         await expect(shown.locator(".validation-errors li")).to_have_text(refused["errors"])
         await recorder.shot(page, "run-invalid-manifest")
+        by_bundle = page.get_by_role("region", name="A registered bundle")
+        await by_bundle.get_by_label("Initial inputs (JSON, optional)").fill('{"dispatcher": [')
+        await by_bundle.get_by_role("button", name="Run bundle").click()
+        await expect(by_bundle.get_by_role("alert")).to_contain_text("invalid JSON")
         assert await unlabelled(page) == []
 
         await page.get_by_role("link", name="Jobs", exact=True).click()

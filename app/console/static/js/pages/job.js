@@ -182,7 +182,7 @@ function Timeline({ events, done, badSequence }) {
         <select id="filter-type" value=${type} onChange=${(e) => setType(e.target.value)}>
           <option value="">every type</option>${types.map((t) => html`<option value=${t}>${t}</option>`)}</select></div>
     </div>
-    <ol class="timeline">${visible.map((e) => html`<li class=${e.sequence === badSequence ? "event bad" : "event"} data-sequence=${e.sequence} data-type=${e.type}>
+    <ol class="timeline">${visible.map((e) => html`<li class=${e.sequence === badSequence ? "event bad" : "event"} data-sequence=${e.sequence} data-type=${e.type} data-agent-id=${e.agent_id || ""}>
       <details><summary><span class="seq">#${e.sequence}</span> <span class="mono">${e.type}</span>
         ${e.sequence === badSequence && html`<strong class="error-text"> ✗ the chain breaks here</strong>`}
         ${e.agent_id && html`<span class="tag">${e.agent_id}</span>`} <span class="muted small">${time(e.timestamp)}</span></summary>
