@@ -185,7 +185,7 @@ async def test_token_prompt_validation_errors_jobs_bundles_and_phone_width(
     browser: Browser, node: NodeProcess, recorder: Recorder
 ) -> None:
     research = json.loads((ROOT / "examples" / "manifests" / "research_flow.json").read_text())
-    for _ in range(26):  # one more than a page of the jobs table
+    for _ in range(25):  # with the one submitted below: one more than a page of the jobs table
         assert node.request("POST", "/api/v1/jobs", research)[0] == 201
     context, page = await new_page(browser, recorder)
     try:
@@ -194,6 +194,10 @@ async def test_token_prompt_validation_errors_jobs_bundles_and_phone_width(
         await expect(page.get_by_role("dialog")).to_contain_text("The server refused the token")
         await enter_token(page, TOKEN)
         await expect(page.locator(f'.node[data-node="{NODE}"]')).to_contain_text("alive")
+        await expect(page.locator("#counts-title")).to_contain_text("(25 in all)")
+        assert node.request("POST", "/api/v1/jobs", research)[0] == 201  # the overview follows the feed
+        await expect(page.locator("#counts-title")).to_contain_text("(26 in all)")
+        await expect(page.locator('[data-count="completed"] .count')).to_have_text("26")
 
         bad = {"graph": {}, "agents": []}
         status, refused = node.request("POST", "/api/v1/jobs", bad)
