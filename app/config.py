@@ -86,6 +86,7 @@ class Settings:
     bundles_dir: Path | None = None
     bundle_reload_mode: str | None = None
     bundle_reload_interval_seconds: float | None = None
+    bundle_upload_max_bytes: int = 104_857_600
     executor_max_concurrency: str | None = None
     executor_pool_capacities: str | None = None
     executor_timeout_seconds: float = 3600.0
@@ -123,6 +124,9 @@ class Settings:
             bundles_dir=Path(bundles).resolve() if bundles else None,
             bundle_reload_mode=mode,
             bundle_reload_interval_seconds=_seconds(e, p + "BUNDLE_RELOAD_INTERVAL_SECONDS", None),
+            bundle_upload_max_bytes=_int(
+                e, p + "BUNDLE_UPLOAD_MAX_BYTES", defaults.bundle_upload_max_bytes, minimum=1
+            ),
             executor_max_concurrency=e.get(p + "EXECUTOR_MAX_CONCURRENCY"),
             executor_pool_capacities=e.get(p + "EXECUTOR_POOL_CAPACITIES"),
             executor_timeout_seconds=_seconds(e, p + "EXECUTOR_TIMEOUT_SECONDS", 3600.0) or 3600.0,

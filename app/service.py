@@ -26,7 +26,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.bundles import scanner
 from app.config import Settings
 from app.domain import events as ev
-from app.domain.bundle import BundleVersion, decide_reload, decide_scan, project_bundle
+from app.domain.bundle import (
+    BundleVersion,
+    decide_discovery,
+    decide_reload,
+    decide_scan,
+    decide_upload,
+    from_upload,
+    project_bundle,
+)
 from app.domain.canonical import canonical_json, format_ms
 from app.domain.events import Event, NewEvent
 from app.domain.job import (
@@ -47,7 +55,7 @@ from app.domain.job import (
     submitted_payload,
 )
 from app.domain.projection import JobProjection, fold
-from app.store import event_store, leases, projector, wakeups
+from app.store import archives, event_store, leases, projector, wakeups
 from app.store import nodes as nodes_store
 from app.store.database import Database, is_unavailable
 from app.store.event_store import ConcurrencyConflict, StreamHead
@@ -508,8 +516,46 @@ class Service:
         return await event_store.insert_sealed(conn, sealed)
 
     async def scan_bundle(self, version: BundleVersion, node: str) -> list[Event]:
-        """Register or update a bundle found by the startup scan."""
-        return await self._bundle_command(version.bundle_id, lambda view: decide_scan(view, version, node))
+        """Register or update a bundle found by the startup scan (never over an uploaded version)."""
+
+        def decision(view: dict[str, Any] | None) -> list[NewEvent]:
+            if from_upload(view):
+                log.info(
+                    "bundle directory %s not registered: bundle %s runs an uploaded version",
+                    version.path, version.bundle_id,
+                )
+            return decide_scan(view, version, node)
+
+        return await self._bundle_command(version.bundle_id, decision)
+
+    async def discover_bundle(self, version: BundleVersion, reason: str, node: str) -> list[Event]:
+        """Register a bundle directory found after start (SPEC C.2.5); nothing if the id is registered."""
+        return await self._bundle_command(
+            version.bundle_id, lambda view: decide_discovery(view, version, reason, node)
+        )
+
+    async def upload_bundle(self, version: BundleVersion, archive: bytes, expanded_bytes: int, node: str) -> list[Event]:
+        """Store an uploaded version's archive and record it (SPEC C.2.2), in one transaction.
+
+        The archive row is written even when no event is (its fingerprint is the current
+        version's, from a directory): the upload's `bundle_path` must name a stored version.
+        """
+
+        async def store(conn: AsyncConnection) -> None:
+            await archives.insert(
+                conn,
+                fingerprint=version.fingerprint,
+                bundle_id=version.bundle_id,
+                manifest=version.manifest,
+                payload_files=list(version.payload_files),
+                archive=archive,
+                expanded_bytes=expanded_bytes,
+                created_at=format_ms(self.clock()),
+            )
+
+        return await self._bundle_command(
+            version.bundle_id, lambda view: decide_upload(view, version, node), first=store
+        )
 
     async def reload_bundle(
         self,
@@ -532,12 +578,17 @@ class Service:
         return await self._bundle_command(bundle_id, decision)
 
     async def _bundle_command(
-        self, bundle_id: str, decision: Callable[[dict[str, Any] | None], list[NewEvent]]
+        self,
+        bundle_id: str,
+        decision: Callable[[dict[str, Any] | None], list[NewEvent]],
+        first: Callable[[AsyncConnection], Awaitable[None]] | None = None,
     ) -> list[Event]:
         stream_id = ev.bundle_stream(bundle_id)
         for _ in range(MAX_ATTEMPTS):
             try:
                 async with self.db.write() as conn:
+                    if first is not None:
+                        await first(conn)
                     return await self._bundle_in(conn, bundle_id, stream_id, decision)
             except ConcurrencyConflict:
                 continue
@@ -707,6 +758,7 @@ class BundleRegistry:
         self.service = service
         self.settings = settings
         self.node = node
+        self._reported: set[str] = set()
 
     def _overrides(self) -> dict[str, Any]:
         return {
@@ -723,6 +775,23 @@ class BundleRegistry:
         for candidate in candidates:
             await self.service.scan_bundle(_version(candidate), self.node)
         return problems
+
+    async def discover(self, registered: set[str]) -> list[Event]:
+        """Register the directories whose graph_id is not registered yet (SPEC C.2.5), reason `interval_scan`."""
+        root = self.settings.bundles_dir
+        if root is None:
+            return []
+        candidates, problems = await asyncio.to_thread(
+            scanner.scan_bundles_dir, root, **self._overrides(), registered=frozenset(registered)
+        )
+        for line in problems:
+            if line not in self._reported:  # a broken directory is reported once, not every tick
+                self._reported.add(line)
+                log.warning("%s", line)
+        recorded: list[Event] = []
+        for candidate in candidates:
+            recorded += await self.service.discover_bundle(_version(candidate), "interval_scan", self.node)
+        return recorded
 
     async def reload(self, bundle_id: str, path: str, reason: str) -> tuple[list[Event], list[str] | None]:
         """Re-read a registered bundle (SPEC §9.5); returns the events and the errors if rejected."""

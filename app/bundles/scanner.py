@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable
+import posixpath
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -64,15 +65,8 @@ def read_bundle_dir(
     digest, payload_files = fingerprint_of(manifest_bytes, payloads_dir)
     if not payloads_dir.is_dir():
         return BundleProblem([f"job folder is missing payloads/: {payloads_dir}"], digest)
-    raw = _parse_manifest(manifest_bytes)
-    if isinstance(raw, str):
-        return BundleProblem([raw], digest)
-    errors = validate_manifest(raw, has_bundle=True, resolve_upload=payload_resolver(payloads_dir))
-    if expected_bundle_id is not None and raw.get("graph_id") != expected_bundle_id:
-        errors.append(
-            f'graph_id "{_render(raw.get("graph_id"))}" does not match bundle_id "{expected_bundle_id}"'
-        )
-    if errors:
+    raw, errors = check_manifest(manifest_bytes, payload_resolver(payloads_dir), expected_bundle_id)
+    if raw is None or errors:
         return BundleProblem(errors, digest)
     manifest = normalize_manifest(raw)
     return BundleCandidate(
@@ -86,22 +80,68 @@ def read_bundle_dir(
     )
 
 
+def check_manifest(
+    manifest_bytes: bytes, resolve_upload: Callable[[str], UploadCheck], expected_bundle_id: str | None = None
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """The raw manifest and its §5.7/§5.6 errors, as every bundle (scanned or uploaded) is judged.
+
+    With `expected_bundle_id` (a reload) the manifest's graph_id must equal it.
+    """
+    raw = _parse_manifest(manifest_bytes)
+    if isinstance(raw, str):
+        return None, [raw]
+    errors = validate_manifest(raw, has_bundle=True, resolve_upload=resolve_upload)
+    if expected_bundle_id is not None and raw.get("graph_id") != expected_bundle_id:
+        errors.append(
+            f'graph_id "{_render(raw.get("graph_id"))}" does not match bundle_id "{expected_bundle_id}"'
+        )
+    return raw, errors
+
+
+def find_bundle_dir(root: Path, bundle_id: str) -> Path | None:
+    """The first bundle directory under `root` (name order, §9.2) whose manifest's graph_id is `bundle_id`."""
+    if not root.is_dir():
+        return None
+    for directory in _bundle_dirs(root):
+        if manifest_graph_id(directory) == bundle_id:
+            return directory
+    return None
+
+
+def manifest_graph_id(directory: Path) -> object:
+    """The graph_id a directory's manifest.json names, or None when it cannot be read as an object."""
+    try:
+        raw = _parse_manifest((directory / MANIFEST_NAME).read_bytes())
+    except OSError:
+        return None
+    return raw.get("graph_id") if isinstance(raw, dict) else None
+
+
+def bundle_dirs(root: Path) -> list[Path]:
+    """The immediate subdirectories of `root` holding manifest.json, in name order (§9.2)."""
+    return _bundle_dirs(root) if root.is_dir() else []
+
+
 def scan_bundles_dir(
     root: Path,
     *,
     reload_mode_override: str | None = None,
     reload_interval_override: float | None = None,
+    registered: frozenset[str] = frozenset(),
 ) -> tuple[list[BundleCandidate], list[str]]:
     """Return the accepted bundles under `root` (§9.2) and one warning line per skipped directory.
 
     Immediate subdirectories containing manifest.json are read in ascending name order; the first
-    directory to claim a graph_id wins.
+    directory to claim a graph_id wins. Directories whose manifest names a `registered` graph_id
+    are passed over unread (the interval scanner looks only for new bundles, SPEC C.2.5).
     """
     if not root.is_dir():
         return [], [f"bundles directory does not exist: {os.path.abspath(root)}"]
     accepted: dict[str, BundleCandidate] = {}
     log_lines: list[str] = []
     for directory in _bundle_dirs(root):
+        if registered and manifest_graph_id(directory) in registered:
+            continue
         found = read_bundle_dir(
             directory,
             reload_mode_override=reload_mode_override,
@@ -134,6 +174,36 @@ def payload_resolver(payloads_dir: Path) -> Callable[[str], UploadCheck]:
         return UploadCheck(inside=inside, absolute_path=resolved, exists=os.path.exists(resolved))
 
     return resolve
+
+
+def listed_payload_resolver(payload_files: list[str], shown_root: str) -> Callable[[str], UploadCheck]:
+    """The §5.6 rule 7.4/7.6 check for an uploaded version, from its archive's payload file list.
+
+    A relative source is inside unless it climbs out; it exists when it is payloads/ itself, a
+    listed file, or a directory holding one. An absolute source names no file of an archive, so it
+    is outside. Paths in messages start at `shown_root` (an entry path or `upload:<id>@<fp>/payloads`).
+    """
+    files = frozenset(payload_files)
+    directories = {posixpath.dirname(f) for f in payload_files}
+    directories |= {d for path in list(directories) for d in _ancestors(path)}
+
+    def resolve(source: str) -> UploadCheck:
+        if source.startswith("/"):
+            return UploadCheck(inside=False, absolute_path=source, exists=False)
+        relative = posixpath.normpath(source)
+        inside = relative != ".." and not relative.startswith("../")
+        exists = relative == "." or relative in files or relative in directories
+        shown = shown_root if relative == "." else f"{shown_root}/{relative}"
+        return UploadCheck(inside=inside, absolute_path=shown, exists=exists)
+
+    return resolve
+
+
+def _ancestors(path: str) -> Iterator[str]:
+    while path:
+        path = posixpath.dirname(path)
+        if path:
+            yield path
 
 
 def effective_reload(

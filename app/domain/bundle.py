@@ -22,14 +22,42 @@ class BundleVersion:
     payload_files: tuple[str, ...]
 
 
+UPLOAD_PATH_PREFIX = "upload:"
+
+
+def from_upload(view: dict[str, Any] | None) -> bool:
+    """True when the bundle's current version came from an upload (its path is `upload:<id>@<fp>`)."""
+    return view is not None and str(view["path"]).startswith(UPLOAD_PATH_PREFIX)
+
+
 def decide_scan(view: dict[str, Any] | None, version: BundleVersion, node: str) -> list[NewEvent]:
-    """Startup scan (SPEC §9.2): register, reload, or nothing when path and fingerprint match."""
+    """Startup scan (SPEC §9.2): register, reload, or nothing when path and fingerprint match.
+
+    A scan never replaces a version that came from an upload (SPEC C.5.5).
+    """
     if view is None:
-        payload = _version_payload(version) | {"reason": "startup_scan", "node": node}
-        return [NewEvent(ev.BUNDLE_REGISTERED, payload)]
-    if view["path"] == version.path and view["fingerprint"] == version.fingerprint:
+        return _registered(version, "startup_scan", node)
+    if from_upload(view) or (view["path"] == version.path and view["fingerprint"] == version.fingerprint):
         return []
     return [_reloaded(view, version, "startup_scan", node)]
+
+
+def decide_discovery(view: dict[str, Any] | None, version: BundleVersion, reason: str, node: str) -> list[NewEvent]:
+    """A new directory found after start (SPEC C.2.5): registered unless the id is registered meanwhile."""
+    return _registered(version, reason, node) if view is None else []
+
+
+def decide_upload(view: dict[str, Any] | None, version: BundleVersion, node: str) -> list[NewEvent]:
+    """An accepted upload (SPEC C.2.2, C.5.5): register, reload, or nothing when the fingerprint is current."""
+    if view is None:
+        return _registered(version, "upload", node)
+    if view["fingerprint"] == version.fingerprint:
+        return []
+    return [_reloaded(view, version, "upload", node)]
+
+
+def _registered(version: BundleVersion, reason: str, node: str) -> list[NewEvent]:
+    return [NewEvent(ev.BUNDLE_REGISTERED, _version_payload(version) | {"reason": reason, "node": node})]
 
 
 def decide_reload(

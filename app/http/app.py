@@ -10,7 +10,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from app.config import Settings
 from app.console.routes import console_routes
 from app.http.auth import BearerGate
-from app.http.bundles import BundlesController
+from app.http.bundles import BundlesController, upload_router
 from app.http.context import Api
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.events import EventsController
@@ -37,6 +37,7 @@ def create_app(settings: Settings, db: Database, service: Service, *, node_name:
             JobsController,
             EventsController,
             BundlesController,
+            upload_router(settings.max_body_bytes),
             *(console_routes() if settings.console_enabled else []),
         ],
         dependencies={"api": Provide(provide_api, sync_to_thread=False, use_cache=True)},

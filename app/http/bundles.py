@@ -1,23 +1,41 @@
-"""Bundle routes: list, details, reload (SPEC §2.16–§2.18, §9.5)."""
+"""Bundle routes: list, details, reload, upload (SPEC §2.16–§2.18, §9.5, C.2)."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 from typing import Any
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, Router, get, post
+from litestar.datastructures import UploadFile
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.params import FromPath
 
-from app.bundles.scanner import BundleCandidate, BundleProblem, read_bundle_dir
+from app.bundles import cache
+from app.bundles.archive import ArchiveRefused
+from app.bundles.scanner import BundleCandidate, BundleProblem, find_bundle_dir, read_bundle_dir
+from app.bundles.uploads import read_upload
 from app.domain import events as ev
-from app.domain.bundle import BundleVersion
+from app.domain.bundle import BundleVersion, from_upload
+from app.domain.events import Event
+from app.http.body import too_large
 from app.http.context import Api, ApiDep
 from app.http.errors import ApiError, bundle_not_found
-from app.http.schemas import BundleDetail, BundleList, Reloaded, ReloadUnchanged, responses
+from app.http.schemas import (
+    BUNDLE_UPLOAD_SCHEMA,
+    BundleDetail,
+    BundleList,
+    Reloaded,
+    ReloadUnchanged,
+    Uploaded,
+    operation_class,
+    responses,
+)
 from app.store import read_model
 
 RELOAD_REASON = "api_request"
+MISSING_UPLOAD = "missing 'bundle' file upload"
 
 
 def _unchanged(bundle_id: str) -> dict[str, Any]:
@@ -40,12 +58,50 @@ def _version(bundle_id: str, found: BundleCandidate) -> BundleVersion:
     )
 
 
+def _reloaded(bundle_id: str, event: Event) -> dict[str, Any]:
+    current = event.payload["current_fingerprint" if event.type == ev.BUNDLE_RELOADED else "fingerprint"]
+    return {
+        "bundle_id": bundle_id,
+        "changed": True,
+        "reloaded": True,
+        "previous_fingerprint": event.payload.get("previous_fingerprint"),
+        "current_fingerprint": current,
+        "reason": RELOAD_REASON,
+        "message": "Bundle reloaded successfully",
+        "timestamp": event.timestamp,
+    }
+
+
+async def register_new_directory(api: Api, bundle_id: str) -> dict[str, Any]:
+    """Reload of an unregistered id (SPEC C.2.5, C.5.5): register the new directory that names it."""
+    settings = api.settings
+    root = settings.bundles_dir
+    directory = None if root is None else await asyncio.to_thread(find_bundle_dir, root, bundle_id)
+    if directory is None:
+        raise bundle_not_found(bundle_id)
+    found = await asyncio.to_thread(
+        read_bundle_dir,
+        directory,
+        expected_bundle_id=bundle_id,
+        reload_mode_override=settings.bundle_reload_mode,
+        reload_interval_override=settings.bundle_reload_interval_seconds,
+    )
+    if isinstance(found, BundleProblem):  # no stream to record a rejection on: nothing is written
+        raise ApiError(422, "Manifest validation failed", errors=found.errors)
+    recorded = await api.service.discover_bundle(_version(bundle_id, found), RELOAD_REASON, api.node_name)
+    if not recorded:  # registered meanwhile by another node: reload it as a registered bundle
+        return await reload_bundle(api, bundle_id)
+    return _reloaded(bundle_id, recorded[0])
+
+
 async def reload_bundle(api: Api, bundle_id: str) -> dict[str, Any]:
     """Re-read a registered bundle's folder and record the outcome; 404/422 as ApiError."""
     async with api.db.read() as conn:
         view = await read_model.bundle_view(conn, bundle_id)
     if view is None:
-        raise bundle_not_found(bundle_id)
+        return await register_new_directory(api, bundle_id)
+    if from_upload(view):  # an uploaded version has no folder to re-read (SPEC C.5.5)
+        return _unchanged(bundle_id)
     settings = api.settings
     found = await asyncio.to_thread(
         read_bundle_dir,
@@ -75,17 +131,87 @@ async def reload_bundle(api: Api, bundle_id: str) -> dict[str, Any]:
     reloaded = [e for e in recorded if e.type == ev.BUNDLE_RELOADED]
     if not reloaded:
         return _unchanged(bundle_id)
-    event = reloaded[0]
+    return _reloaded(bundle_id, reloaded[0])
+
+
+async def _upload_form(request: Request[Any, Any, Any], limit: int) -> UploadFile:
+    """The `bundle` file of a multipart body parsed by Litestar; 413 past the body limit."""
+    try:
+        form = await request.form()
+    except RequestEntityTooLarge:
+        raise too_large(limit) from None
+    upload = form.get("bundle")
+    for value in form.values():  # every other file part is spooled too: let them go now
+        if isinstance(value, UploadFile) and value is not upload:
+            await value.close()
+    if not isinstance(upload, UploadFile):
+        raise ApiError(400, MISSING_UPLOAD)
+    return upload
+
+
+async def upload_bundle(api: Api, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """Judge an uploaded zip as a scanned bundle, store it and record it (SPEC C.2.1–C.2.2, C.5.1–C.5.3)."""
+    settings = api.settings
+    upload = await _upload_form(request, settings.max_body_bytes)
+    try:
+        judged = await asyncio.to_thread(
+            read_upload,
+            upload.file,
+            cache.cache_root(settings.temp_dir),
+            max_bytes=settings.bundle_upload_max_bytes,
+            reload_mode_override=settings.bundle_reload_mode,
+            reload_interval_override=settings.bundle_reload_interval_seconds,
+        )
+    except ArchiveRefused as exc:
+        raise ApiError(400, str(exc)) from None
+    finally:
+        await upload.close()
+    if isinstance(judged, BundleProblem):
+        raise ApiError(400, "Manifest validation failed", errors=judged.errors)
+    found = judged.candidate
+    try:
+        recorded = await api.service.upload_bundle(
+            _version(found.bundle_id, found), judged.archive, judged.expanded_bytes, api.node_name
+        )
+    except BaseException:
+        await asyncio.to_thread(shutil.rmtree, judged.extracted, True)
+        raise
+    # This node has the version extracted already: keep it as its cached copy (C.2.3).
+    await asyncio.to_thread(cache.adopt, judged.extracted, settings.temp_dir, found.fingerprint)
     return {
-        "bundle_id": bundle_id,
-        "changed": True,
-        "reloaded": True,
-        "previous_fingerprint": event.payload["previous_fingerprint"],
-        "current_fingerprint": event.payload["current_fingerprint"],
-        "reason": RELOAD_REASON,
-        "message": "Bundle reloaded successfully",
-        "timestamp": event.timestamp,
+        "bundle_id": found.bundle_id,
+        "fingerprint": found.fingerprint,
+        "bundle_path": found.path,
+        "manifest": found.manifest,
+        "changed": bool(recorded),
     }
+
+
+class BundleUploadController(Controller):
+    """Bundle uploads: the one route that reads multipart/form-data (SPEC C.5.1)."""
+
+    path = "/upload"
+    tags = ["bundles"]
+
+    @post(
+        "/",
+        operation_id="uploadBundle",
+        operation_class=operation_class(body=BUNDLE_UPLOAD_SCHEMA, required=True, body_media_type="multipart/form-data"),
+        status_code=200,
+        responses=responses({200: (Uploaded, "Bundle stored and registered (or unchanged)")}, (400, 413)),
+    )
+    async def upload(self, request: Request[Any, Any, Any], api: ApiDep) -> Response[dict[str, Any]]:
+        """Upload a zipped bundle (file field `bundle`); its `bundle_path` submits that version."""
+        return Response(await upload_bundle(api, request))
+
+
+def upload_router(max_body_bytes: int) -> Router:
+    """The upload route with Litestar's multipart parser capped at MIRROR_NEURON_MAX_BODY_BYTES."""
+    return Router(
+        path="/api/v1/bundles",
+        route_handlers=[BundleUploadController],
+        request_max_body_size=max_body_bytes,
+    )
 
 
 class BundlesController(Controller):

@@ -9,6 +9,7 @@ import msgspec
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     Components,
+    OpenAPIFormat,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
@@ -335,11 +336,21 @@ class Reloaded(msgspec.Struct):
     bundle_id: str
     changed: bool
     reloaded: bool
-    previous_fingerprint: str
+    previous_fingerprint: str | None  # null when the reload registered a new directory (SPEC C.5.5)
     current_fingerprint: str
     reason: str
     message: str
     timestamp: str
+
+
+class Uploaded(msgspec.Struct):
+    """An accepted bundle upload (SPEC C.2.2, C.5.3)."""
+
+    bundle_id: str
+    fingerprint: str
+    bundle_path: str
+    manifest: dict[str, Any]
+    changed: bool
 
 
 _ERROR_DESCRIPTIONS = {
@@ -422,7 +433,7 @@ MANIFEST_SCHEMA = Schema(
             },
         ),
     },
-    # A body with `bundle_id` is a bundle submission; `_bundle_path` is refused (SPEC §2.7 step 3).
+    # A body with `bundle_id` or `_bundle_path` is a bundle submission (SPEC §2.7 step 3, C.5.4).
     schema_not=Schema(any_of=[Schema(required=["bundle_id"]), Schema(required=["_bundle_path"])]),
 )
 
@@ -438,7 +449,27 @@ BUNDLE_SUBMISSION_SCHEMA = Schema(
     additional_properties=False,
 )
 
-SUBMISSION_SCHEMA = Schema(one_of=[MANIFEST_SCHEMA, BUNDLE_SUBMISSION_SCHEMA])
+UPLOADED_SUBMISSION_SCHEMA = Schema(
+    title="UploadedBundleSubmission",
+    description="Submit the version an upload returned as `bundle_path` (SPEC C.2.4, C.5.4).",
+    type=OpenAPIType.OBJECT,
+    required=["_bundle_path"],
+    properties={
+        "_bundle_path": Schema(type=OpenAPIType.STRING, pattern=r"^upload:[A-Za-z0-9_.-]{1,128}@[0-9a-f]{64}$"),
+        "initial_inputs": Schema(type=[OpenAPIType.OBJECT, OpenAPIType.ARRAY, OpenAPIType.NULL]),
+    },
+    additional_properties=False,
+)
+
+SUBMISSION_SCHEMA = Schema(one_of=[MANIFEST_SCHEMA, BUNDLE_SUBMISSION_SCHEMA, UPLOADED_SUBMISSION_SCHEMA])
+
+BUNDLE_UPLOAD_SCHEMA = Schema(
+    title="BundleUpload",
+    description="A zip archive holding a bundle at its root or in its one top-level directory (SPEC C.2.1).",
+    type=OpenAPIType.OBJECT,
+    required=["bundle"],
+    properties={"bundle": Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)},
+)
 
 EXTERNAL_MESSAGE_SCHEMA = Schema(
     title="ExternalMessage",
@@ -483,7 +514,11 @@ STREAM_MEDIA_TYPES = ("application/x-ndjson", "text/event-stream")
 
 
 def operation_class(
-    *, body: Schema | None = None, required: bool = False, streams: bool = False
+    *,
+    body: Schema | None = None,
+    required: bool = False,
+    streams: bool = False,
+    body_media_type: str = "application/json",
 ) -> type[Operation]:
     """An Operation that also documents a body the handler reads itself, and NDJSON/SSE answers of its 200."""
 
@@ -491,7 +526,7 @@ def operation_class(
     class Documented(Operation):
         def __post_init__(self) -> None:
             if body is not None:
-                content = {"application/json": OpenAPIMediaType(schema=body)}
+                content = {body_media_type: OpenAPIMediaType(schema=body)}
                 self.request_body = RequestBody(content=content, required=required)
             ok = (self.responses or {}).get("200")
             if streams and isinstance(ok, OpenAPIResponse) and ok.content is not None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.bundles.scanner import payload_resolver
+from app.bundles.archive import is_upload_path, parse_upload_path
+from app.bundles.fingerprint import PAYLOADS_NAME
+from app.bundles.scanner import listed_payload_resolver, payload_resolver
 from app.domain.canonical import sha256_hex
 from app.domain.manifest import normalize_manifest, validate_manifest
 from app.http.body import PARSE_IN_THREAD_BYTES
@@ -16,15 +19,12 @@ from app.http.context import Api
 from app.http.errors import ApiError, bundle_not_found
 from app.http.json_text import canonical_text
 from app.service import IdempotencyMismatch, Submitted
-from app.store import read_model
+from app.store import archives, read_model
 
 EMPTY_PAYLOAD = "Empty JSON payload"
-BUNDLE_PATH_REFUSED = (
-    "_bundle_path is not accepted over HTTP; register the bundle in MIRROR_NEURON_BUNDLES_DIR "
-    'and submit {"bundle_id": ...}'
-)
 BAD_IDEMPOTENCY_KEY = "Idempotency-Key must be 1 to 255 visible ASCII characters"
 BUNDLE_FIELDS = frozenset({"bundle_id", "initial_inputs"})
+UPLOADED_FIELDS = frozenset({"_bundle_path", "initial_inputs"})
 
 
 @dataclass(frozen=True)
@@ -61,16 +61,20 @@ def raw_manifest_request(body: dict[str, Any]) -> JobRequest:
     return JobRequest(normalize_manifest(body), None)
 
 
-def _bundle_id(body: dict[str, Any]) -> str:
-    bundle_id = body["bundle_id"]
-    if not isinstance(bundle_id, str) or not bundle_id:
-        raise ApiError(400, "bundle_id must be a non-empty string")
-    extra = sorted(set(body) - BUNDLE_FIELDS)
+def _only_bundle_fields(body: dict[str, Any], allowed: frozenset[str]) -> None:
+    extra = sorted(set(body) - allowed)
     if extra:
         raise ApiError(
             400,
             f'unexpected field "{extra[0]}" in a bundle submission; only bundle_id and initial_inputs are allowed',
         )
+
+
+def _bundle_id(body: dict[str, Any]) -> str:
+    bundle_id = body["bundle_id"]
+    if not isinstance(bundle_id, str) or not bundle_id:
+        raise ApiError(400, "bundle_id must be a non-empty string")
+    _only_bundle_fields(body, BUNDLE_FIELDS)
     return bundle_id
 
 
@@ -78,12 +82,40 @@ def _bundle_manifest(view: dict[str, Any], body: dict[str, Any]) -> JobRequest:
     manifest = copy.deepcopy(view["manifest"])
     if "initial_inputs" in body:
         manifest["initial_inputs"] = copy.deepcopy(body["initial_inputs"])
-    resolver = payload_resolver(Path(view["path"]) / "payloads")
+    path = view["path"]
+    if is_upload_path(path):  # an uploaded version: checked against its archive's file list (C.5.3)
+        resolver = listed_payload_resolver(view["payload_files"], f"{path}/{PAYLOADS_NAME}")
+    else:
+        resolver = payload_resolver(Path(path) / PAYLOADS_NAME)
     errors = validate_manifest(manifest, has_bundle=True, resolve_upload=resolver)
     if errors:
         raise _invalid(errors)
-    reference = {"bundle_id": view["bundle_id"], "fingerprint": view["fingerprint"], "path": view["path"]}
+    reference = {"bundle_id": view["bundle_id"], "fingerprint": view["fingerprint"], "path": path}
     return JobRequest(normalize_manifest(manifest), reference)
+
+
+def _not_issued(path: Any) -> ApiError:
+    shown = path if isinstance(path, str) else json.dumps(path, separators=(",", ":"), ensure_ascii=False)
+    return ApiError(400, f"_bundle_path {shown} was not issued by an upload")
+
+
+async def uploaded_version(api: Api, path: Any) -> dict[str, Any]:
+    """Step 3 (SPEC C.5.4): the stored version an upload's `bundle_path` names, as a bundle view; else 400."""
+    parsed = parse_upload_path(path)
+    if parsed is None:
+        raise _not_issued(path)
+    bundle_id, fingerprint = parsed
+    async with api.db.read() as conn:
+        stored = await archives.version(conn, fingerprint)
+    if stored is None or stored.bundle_id != bundle_id:
+        raise _not_issued(path)
+    return {
+        "bundle_id": bundle_id,
+        "fingerprint": fingerprint,
+        "path": path,
+        "manifest": stored.manifest,
+        "payload_files": stored.payload_files,
+    }
 
 
 async def bundle_request(api: Api, body: dict[str, Any]) -> JobRequest:
@@ -101,8 +133,7 @@ async def submit(api: Api, body: dict[str, Any], idempotency_key: str | None) ->
     """Run steps 2–10 of §2.7 on a parsed body; raises ApiError for the first failing step."""
     if not body:
         raise ApiError(400, EMPTY_PAYLOAD)
-    if "_bundle_path" in body:
-        raise ApiError(400, BUNDLE_PATH_REFUSED)
+    uploaded = await uploaded_version(api, body["_bundle_path"]) if "_bundle_path" in body else None
     key = check_idempotency_key(idempotency_key)
     canonical = canonical_text(body)
     digest = sha256_hex(canonical)
@@ -113,7 +144,10 @@ async def submit(api: Api, body: dict[str, Any], idempotency_key: str | None) ->
             if earlier.request_sha256 != digest:
                 raise key_conflict(key)
             return Submitted(earlier.job_id, earlier.status, replayed=True)
-    if "bundle_id" in body:
+    if uploaded is not None:
+        _only_bundle_fields(body, UPLOADED_FIELDS)
+        request = await asyncio.to_thread(_bundle_manifest, uploaded, body)
+    elif "bundle_id" in body:
         request = await bundle_request(api, body)
     elif len(canonical) > PARSE_IN_THREAD_BYTES:
         # Validation is linear in the manifest's size (up to 10 MiB): keep it off the event loop.

@@ -12,6 +12,7 @@ from typing import Any
 from app.domain.canonical import canonical_json
 
 _IMPORT_LOCK = threading.Lock()
+ELIXIR_PREFIXES = ("MirrorNeuron.", "Elixir.")
 
 
 class ModuleAgentError(Exception):
@@ -43,6 +44,10 @@ def load_module_agent(config: dict[str, Any], payloads_path: str | None) -> Any:
     name = config.get("module")
     if not isinstance(name, str) or not name:
         raise ModuleAgentError("module agent requires config.module")
+    if name.startswith(ELIXIR_PREFIXES):  # upstream's BEAM modules: checked before availability (C.2.7)
+        raise ModuleAgentError(
+            f"module agent {name} is an Elixir module; this runtime runs Python module agents (SPEC §7.7)"
+        )
     root = _search_root(config, payloads_path)
     module_name, attr = _split(name)
     with _IMPORT_LOCK:

@@ -16,8 +16,10 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 
+from app.bundles.cache import local_bundle_dir
 from app.config import Settings
 from app.domain import events as ev
+from app.domain.bundle import from_upload
 from app.domain.canonical import format_ms
 from app.domain.events import Event
 from app.domain.job import (
@@ -34,6 +36,7 @@ from app.domain.messages import normalize_message
 from app.domain.runtime_state import JobRuntime, fold_runtime
 from app.runtime import memory
 from app.runtime import modules as mod
+from app.runtime.bundle_cache import BundleCache, BundleUnavailable
 from app.runtime.pools import ExecutorPools, LeaseRow, parse_pool_capacities
 from app.runtime.runner import JobRunner, NodeContext, new_incarnation, new_message_id, payloads_path
 from app.service import BundleRegistry, NodeRegistry, Service
@@ -133,6 +136,7 @@ class Node:
         self.ctx = NodeContext(
             service=service, settings=settings, node_name=self.name, incarnation=self.incarnation,
             pools=self.pools, base_env=dict(os.environ), clock=service.clock,
+            bundle_cache=BundleCache(db, settings.temp_dir, self.name),
         )
         self.registry = NodeRegistry(service)
         self.bundles = BundleRegistry(service, settings, self.name)
@@ -504,9 +508,17 @@ class Node:
         async with self.db.read() as conn:
             return fold_runtime(job_id, await event_store.read_stream(conn, job_id))
 
+    async def _materialise(self, job: JobRuntime) -> None:
+        """An uploaded bundle is materialised here instead of its path being tested (SPEC C.5.3)."""
+        assert self.ctx.bundle_cache is not None
+        try:
+            await self.ctx.bundle_cache.ensure(job.bundle)
+        except BundleUnavailable as exc:
+            raise BootstrapError(ev.JOB_COORDINATOR, str(exc)) from None
+
     def _build_agents(self, job: JobRuntime) -> dict[str, Any]:
         """Check the bundle path and load module agents; raise BootstrapError on the first error."""
-        if job.bundle is not None and not os.path.isdir(job.bundle["path"]):
+        if job.bundle is not None and not os.path.isdir(local_bundle_dir(job.bundle, self.settings.temp_dir)):
             raise BootstrapError(
                 ev.JOB_COORDINATOR, f"bundle path does not exist on node {self.name}: {job.bundle['path']}"
             )
@@ -515,7 +527,8 @@ class Node:
             if agent.agent_type != "module":
                 continue
             try:
-                instances[agent.agent_id] = mod.load_module_agent(agent.config, payloads_path(job))
+                payloads = payloads_path(job, self.settings.temp_dir)
+                instances[agent.agent_id] = mod.load_module_agent(agent.config, payloads)
             except mod.ModuleAgentError as exc:
                 raise BootstrapError(agent.agent_id, str(exc)) from None
         return instances
@@ -559,6 +572,7 @@ class Node:
         try:
             job = fold_runtime(job_id, stream)
             try:
+                await self._materialise(job)
                 modules = self._build_agents(job)
                 runner = JobRunner(self.ctx, job, fence, modules)
                 self._initial_module_states(runner)
@@ -631,6 +645,7 @@ class Node:
             if job.terminal:
                 return
             try:
+                await self._materialise(job)
                 modules = self._build_agents(job)
                 runner = JobRunner(self.ctx, job, fence, modules)
                 self._initial_module_states(runner)
@@ -662,8 +677,12 @@ class Node:
     async def _reload_due_bundles(self) -> None:
         async with self.db.read() as conn:
             views = [json.loads(r.view) for r in await conn.execute(select(bundles.c.view))]
+        # New directories are registered every tick, whatever the reload mode (SPEC C.5.5).
+        await self.bundles.discover({view["bundle_id"] for view in views})
         now = self.service.clock()
         for view in views:
+            if from_upload(view):
+                continue  # an uploaded version has no directory to re-read; scans never replace it
             mode = self.settings.bundle_reload_mode or view["reload"].get("mode")
             interval = self.settings.bundle_reload_interval_seconds or view["reload"].get("interval_seconds", 60)
             if mode != "interval":

@@ -18,8 +18,10 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from app.bundles.cache import local_bundle_dir
 from app.config import Settings
 from app.domain import agents as builtin
 from app.domain import events as ev
@@ -32,6 +34,7 @@ from app.domain.manifest import executor_uploads
 from app.domain.messages import message_id_from_bytes, received_payload
 from app.domain.runtime_state import AgentRuntime, JobRuntime
 from app.runtime import modules as mod
+from app.runtime.bundle_cache import BundleCache
 from app.runtime.executor import AttemptRequest, run_attempt
 from app.runtime.pools import ExecutorPools, LeaseError
 from app.service import Outcome, Service
@@ -59,6 +62,7 @@ class NodeContext:
     pools: ExecutorPools
     base_env: Mapping[str, str]
     clock: Callable[[], int]
+    bundle_cache: BundleCache | None = None
 
 
 def new_message_id() -> str:
@@ -66,9 +70,9 @@ def new_message_id() -> str:
     return message_id_from_bytes(secrets.token_bytes(10))
 
 
-def payloads_path(job: JobRuntime) -> str | None:
-    """The bundle's payloads directory of a bundle job, else None."""
-    return None if job.bundle is None else os.path.join(job.bundle["path"], "payloads")
+def payloads_path(job: JobRuntime, temp_dir: Path) -> str | None:
+    """The bundle's payloads directory on this node (an upload's is in the cache), else None."""
+    return None if job.bundle is None else os.path.join(local_bundle_dir(job.bundle, temp_dir), "payloads")
 
 
 class JobRunner:
@@ -379,6 +383,18 @@ class JobRunner:
         finally:
             await self.ctx.pools.release(grant.lease_id)
 
+    async def _ensure_bundle(self) -> None:
+        """Bring back an uploaded version removed from the cache since bootstrap (a tmp cleaner).
+
+        Best effort: when it cannot be done the attempt fails its own upload checks (§7.5.3).
+        """
+        if self.ctx.bundle_cache is None:
+            return
+        try:
+            await self.ctx.bundle_cache.ensure(self.job.bundle)
+        except Exception as exc:
+            log.warning("could not materialise the bundle of %s: %s", self.job_id, exc)
+
     async def _run_executor(
         self, agent: AgentRuntime, message: dict[str, Any], expected: int, settings: exd.ExecutorSettings, grant: Any
     ) -> None:
@@ -389,10 +405,11 @@ class JobRunner:
         body = {} if body is None else body
         persisted = agent.state if isinstance(agent.state, dict) else {}
         agent_state = persisted.get("agent_state", {})
+        await self._ensure_bundle()
         request = AttemptRequest(
             job_id=self.job_id, agent_id=aid, agent_type=agent.agent_type, template=str(agent.spec.get("type")),
             settings=settings, uploads=executor_uploads(agent.config), message=message, body=body,
-            agent_state=agent_state, payloads_dir=payloads_path(self.job), node_name=self.ctx.node_name,
+            agent_state=agent_state, payloads_dir=payloads_path(self.job, self.ctx.settings.temp_dir), node_name=self.ctx.node_name,
             temp_dir=str(self.ctx.settings.temp_dir), output_cap_bytes=self.ctx.settings.executor_output_cap_bytes,
             base_env=self.ctx.base_env,
         )
@@ -456,7 +473,7 @@ class JobRunner:
         return {
             "job_id": self.job_id, "agent_id": agent.agent_id, "agent_type": agent.agent_type,
             "template_type": agent.spec.get("type"), "config": agent.config,
-            "payloads_path": payloads_path(self.job), "node": self.ctx.node_name,
+            "payloads_path": payloads_path(self.job, self.ctx.settings.temp_dir), "node": self.ctx.node_name,
         }
 
     def _module_actions(self, aid: str, raw_actions: list[Any]) -> list[Action]:

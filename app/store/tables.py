@@ -12,6 +12,7 @@ from sqlalchemy import (
     Column,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -121,6 +122,21 @@ bundles = Table(
     Column("last_sequence", Integer, nullable=False),
     Column("last_hash", String(64), nullable=False),
     Column("last_timestamp", String(24), nullable=False),
+)
+
+# Uploaded bundle versions (SPEC C.2.2, C.5.2), content-addressed by their §9.3 fingerprint: one row
+# per distinct content, inserted with the bundle event that first names it, never updated (a
+# trigger refuses it), not a projection (rebuild leaves it alone) and not deleted by cleanup.
+bundle_archives = Table(
+    "bundle_archives",
+    metadata,
+    Column("fingerprint", String(64), primary_key=True),
+    Column("bundle_id", String(128), nullable=False),
+    Column("manifest", Text, nullable=False),
+    Column("payload_files", Text, nullable=False),
+    Column("expanded_bytes", BigInteger, nullable=False),
+    Column("archive", LargeBinary, nullable=False),
+    Column("created_at", String(24), nullable=False),
 )
 
 # Operational tables: coordination state, never rebuilt from events. Times are epoch ms.

@@ -29,10 +29,7 @@ MANIFEST_ERRORS = [
     "nodes must not be empty",
     "manifest must define at least one entrypoint or one node with role root/root_coordinator",
 ]
-BUNDLE_PATH_ERROR = (
-    "_bundle_path is not accepted over HTTP; register the bundle in MIRROR_NEURON_BUNDLES_DIR "
-    'and submit {"bundle_id": ...}'
-)
+BUNDLE_PATH_ERROR = "_bundle_path /tmp/x was not issued by an upload"
 
 
 async def test_submit_creates_a_pending_job(client: httpx.AsyncClient) -> None:
@@ -177,7 +174,7 @@ async def test_idempotency_key_edges_are_accepted(client: httpx.AsyncClient) -> 
 
 async def test_bundle_path_is_checked_before_the_key(client: httpx.AsyncClient) -> None:
     response = await client.post(f"{BASE}/jobs", json={"_bundle_path": "/x"}, headers={"Idempotency-Key": ""})
-    assert response.json() == {"error": BUNDLE_PATH_ERROR}
+    assert response.json() == {"error": "_bundle_path /x was not issued by an upload"}
 
 
 async def test_raw_manifest_with_uploads_is_refused(client: httpx.AsyncClient) -> None:

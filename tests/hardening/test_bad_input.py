@@ -42,10 +42,7 @@ AFTER = "after must be a non-negative integer"
 CURSOR = "invalid cursor"
 INVALID = "Manifest validation failed"
 UPLOAD_WITHOUT_BUNDLE = "node x uploads files but the job has no bundle; submit it with bundle_id"
-BUNDLE_PATH = (
-    "_bundle_path is not accepted over HTTP; register the bundle in MIRROR_NEURON_BUNDLES_DIR "
-    'and submit {"bundle_id": ...}'
-)
+BUNDLE_PATH = "_bundle_path /etc was not issued by an upload"
 INJECTIONS = {
     "sql": "' OR '1'='1' --",
     "sql_stacked": "x'; DROP TABLE events; --",
