@@ -380,3 +380,56 @@ async def test_upload_of_the_scanned_version_appends_nothing_and_issues_a_path(
     detail = (await client.get(f"{BASE}/bundles/tiny")).json()
     assert detail["path"] == scanned.path  # the directory version stays current
     await submit_path(client, body["bundle_path"])
+
+
+# ------------------------------------------------------------------ discovery without restart (C.2.5)
+
+
+async def test_reload_of_an_unregistered_id_registers_its_new_directory(
+    make_client: ClientFactory, db: Database, tmp_path: Path
+) -> None:
+    root = tmp_path / "bundles"
+    root.mkdir()
+    client = await make_client(Settings(bundles_dir=root, temp_dir=tmp_path / "t"))
+    assert (await client.post(f"{BASE}/bundles/later/reload")).json() == {"error": "Bundle later not found"}
+    write_bundle(root, "a-dir", json.loads(router_manifest("other")))
+    write_bundle(root, "z-dir", json.loads(router_manifest("later")), {"x.txt": "1"})
+    response = await client.post(f"{BASE}/bundles/later/reload")
+    assert response.status_code == 200
+    body = response.json()
+    (registered,) = await bundle_events(db, "later")
+    assert registered.type == "bundle_registered" and registered.payload["reason"] == "api_request"
+    assert registered.payload["path"] == str(root / "z-dir")
+    assert body == {
+        "bundle_id": "later",
+        "changed": True,
+        "reloaded": True,
+        "previous_fingerprint": None,
+        "current_fingerprint": fingerprint(root / "z-dir")[0],
+        "reason": "api_request",
+        "message": "Bundle reloaded successfully",
+        "timestamp": registered.timestamp,
+    }
+    again = await client.post(f"{BASE}/bundles/later/reload")
+    assert again.json()["changed"] is False
+    assert (await client.get(f"{BASE}/bundles/other")).status_code == 404  # only the id asked for
+
+
+async def test_reload_of_an_invalid_new_directory_is_422_and_writes_nothing(
+    make_client: ClientFactory, db: Database, tmp_path: Path
+) -> None:
+    root = tmp_path / "bundles"
+    client = await make_client(Settings(bundles_dir=root, temp_dir=tmp_path / "t"))
+    write_bundle(root, "broken", {"graph_id": "broken", "manifest_version": "1.0", "nodes": []})
+    response = await client.post(f"{BASE}/bundles/broken/reload")
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": "Manifest validation failed",
+        "errors": [
+            "nodes must not be empty",
+            "manifest must define at least one entrypoint or one node with role root/root_coordinator",
+        ],
+    }
+    assert await event_count(db) == 0
+    nameless = await client.post(f"{BASE}/bundles/broken-too/reload")
+    assert nameless.json() == {"error": "Bundle broken-too not found"}

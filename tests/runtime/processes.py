@@ -26,10 +26,11 @@ def free_port() -> int:
 
 
 class NodeProcess:
-    """One `mirror-neuron serve` process."""
+    """One `mirror-neuron serve` process (or `worker`: no API, so `start` does not wait for it)."""
 
-    def __init__(self, name: str, database_url: str, workdir: Path, **env: str) -> None:
+    def __init__(self, name: str, database_url: str, workdir: Path, command: str = "serve", **env: str) -> None:
         self.name = name
+        self.command = command
         self.port = free_port()
         self.log_path = workdir / f"{name}-{self.port}.log"
         self.env = {
@@ -52,9 +53,11 @@ class NodeProcess:
     def start(self) -> NodeProcess:
         with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "app", "serve"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                [sys.executable, "-m", "app", self.command], cwd=ROOT, env=self.env, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
             )
+        if self.command != "serve":
+            return self
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"{self.name} exited: {self.log()}"

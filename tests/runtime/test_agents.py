@@ -107,6 +107,17 @@ M = "tests.runtime.module_agents"
         ({"module": f"{M}.NotAgent"}, f'invalid module agent "{M}.NotAgent"', True),
         ({"module": f"{M}:Broken", "module_source": "x"}, "module_source requires payloads path in runtime context", True),
         ({"module": f"{M}:InitFails"}, "agent m raised KeyError: 'api_key'", True),
+        (
+            {"module": "MirrorNeuron.Examples.Counter", "module_source": "x"},
+            "module agent MirrorNeuron.Examples.Counter is an Elixir module; this runtime runs Python module "
+            "agents (SPEC §7.7)",
+            True,
+        ),
+        (
+            {"module": "Elixir.Counter"},
+            "module agent Elixir.Counter is an Elixir module; this runtime runs Python module agents (SPEC §7.7)",
+            True,
+        ),
         ({"module": f"{M}:EmitsASet"}, "agent m raised TypeError: Object of type set is not JSON serializable", False),
     ],
 )
