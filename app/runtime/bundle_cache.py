@@ -29,7 +29,9 @@ class BundleCache:
 
     async def ensure(self, bundle: dict[str, Any] | None) -> None:
         """Make a job's uploaded version present on this node (directory bundles: nothing to do)."""
-        upload = None if bundle is None else parse_upload_path(bundle.get("path"))
+        if bundle is None:
+            return
+        upload = parse_upload_path(bundle.get("path"))
         if upload is None:
             return
         fingerprint = upload[1]
@@ -41,7 +43,7 @@ class BundleCache:
             async with self.db.read() as conn:
                 stored = await archives.archive(conn, fingerprint)
             if stored is None:
-                raise BundleUnavailable(f"bundle path does not exist on node {self.node_name}: {bundle['path']}")  # type: ignore[index]
+                raise BundleUnavailable(f"bundle path does not exist on node {self.node_name}: {bundle['path']}")
             try:
                 await asyncio.to_thread(
                     cache.materialise, stored.archive, self.temp_dir, fingerprint, stored.expanded_bytes

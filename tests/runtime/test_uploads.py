@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import delete
 
 from app.bundles.cache import cache_root
 from app.runtime import node as node_module
+from app.store.tables import bundle_archives
 from tests.api.conftest import write_bundle
 from tests.bundle_zips import executable_entry, zip_entries
 from tests.runtime.conftest import Harness
@@ -140,3 +142,15 @@ async def test_the_interval_scanner_registers_new_directories(harness: Harness, 
          "timestamp": detail["registered_at"], "reason": "interval_scan"}
     ]
     assert detail["reload"]["mode"] == "manual"  # registered whatever the reload mode
+
+
+async def test_a_version_missing_from_the_database_fails_bootstrap(harness: Harness, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    body = await upload(harness, reader_bundle(gate, "gone"))
+    async with harness.db.write() as conn:  # an operator deleted the row by hand
+        await conn.execute(delete(bundle_archives))
+    shutil.rmtree(cache_root(harness.node.settings.temp_dir) / body["fingerprint"])
+    job_id = await harness.submit({"bundle_id": "versioned"})
+    details = await harness.wait_status(job_id)
+    assert details["job"]["status"] == "failed"
+    assert details["job"]["result"]["error"] == f"bundle path does not exist on node node-a: {body['bundle_path']}"
