@@ -1,6 +1,7 @@
 """`mirror-neuron audit`: replay a job's events as an outside auditor and compare with the API.
 
-Over HTTP only: stream `GET /jobs/{id}/events` (NDJSON), recompute the SPEC §1.3 hash chain,
+Over HTTP only: stream `GET /jobs/{id}/events` (NDJSON), recompute the SPEC §1.3 hash chain
+(each event by its `hash_alg`: RFC 8785 for `jcs-sha256`, Appendix B.2 for `pyjson-sha256`, C.1.3),
 fold the events with the same pure `fold` the server uses (upcasters included), then compare
 every event-derived field of `GET /jobs/{id}`. `--cleanups` is the operator's check of the
 `jobs_cleaned` audit records and needs database access (SPEC Appendix B.25).
@@ -16,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.domain.canonical import event_hash
+from app.domain.canonical import HASH_ALGORITHMS, JCS, PYJSON, event_hash
 from app.domain.events import Event
 from app.domain.projection import AgentView, JobProjection, JobView, fold
 
@@ -74,27 +75,45 @@ class ChainCheck:
     findings: list[str] = field(default_factory=list)
     previous: str = ""
     sequence: int = 0
+    seen_jcs: bool = False
 
     def check(self, record: dict[str, Any]) -> Event:
-        """Verify one API event record and return it as an Event."""
+        """Verify one API event record (either hash algorithm, SPEC C.1.3) and return it as an Event."""
         self.sequence += 1
         where = f"event {record.get('sequence')} ({record.get('type')}, {record.get('event_id')})"
         if record.get("sequence") != self.sequence:
             self.findings.append(f"{where}: expected sequence {self.sequence}")
             self.sequence = int(record.get("sequence") or self.sequence)
-        recomputed = event_hash(
-            prev_hash=self.previous, stream_id=self.job_id, sequence=record["sequence"],
-            event_id=record["event_id"], type_=record["type"], timestamp=record["timestamp"],
-            agent_id=record["agent_id"], payload=record["payload"],
-        )
-        if recomputed != record["hash"]:
-            self.findings.append(f"{where}: hash mismatch: recorded {record['hash']}, recomputed {recomputed}")
+        alg = record.get("hash_alg")
+        if alg not in HASH_ALGORITHMS:
+            self.findings.append(f"{where}: unknown hash_alg {json.dumps(alg)}")
+        elif alg == PYJSON and self.seen_jcs:
+            self.findings.append(f"{where}: {PYJSON} after {JCS} events (the stream goes back)")
+        else:
+            self.seen_jcs = self.seen_jcs or alg == JCS
+            self._recompute(record, where, alg)
         self.previous = record["hash"]
         return Event(
             position=record["position"], stream_id=self.job_id, sequence=record["sequence"],
             event_id=record["event_id"], type=record["type"], timestamp=record["timestamp"],
             job_id=self.job_id, agent_id=record["agent_id"], payload=record["payload"], hash=record["hash"],
+            hash_alg=str(alg),
         )
+
+    def _recompute(self, record: dict[str, Any], where: str, alg: str) -> None:
+        # The record was read with exact integers (json.loads): a pyjson-sha256 payload is hashed
+        # over json.dumps of exactly those; canonical_json writes a large one as its double.
+        try:
+            recomputed = event_hash(
+                prev_hash=self.previous, stream_id=self.job_id, sequence=record["sequence"],
+                event_id=record["event_id"], type_=record["type"], timestamp=record["timestamp"],
+                agent_id=record["agent_id"], payload=record["payload"], hash_alg=alg,
+            )
+        except (TypeError, ValueError) as exc:
+            self.findings.append(f"{where}: payload cannot be canonicalised ({alg}): {exc}")
+            return
+        if recomputed != record["hash"]:
+            self.findings.append(f"{where}: hash mismatch: recorded {record['hash']}, recomputed {recomputed}")
 
 
 def _api_value(value: Any) -> Any:
@@ -227,10 +246,13 @@ async def audit_cleanups(db: Any, archive: Iterable[dict[str, Any]] | None = Non
     from app.store.tables import events, jobs
 
     async with db.read() as conn:
-        system = await event_store.read_stream(conn, "system")
         chain = ChainCheck("system")
-        for event in system:
-            chain.check(event.to_api())
+        # Records as the API would serve them, each payload read from its stored text with exact
+        # integers (what a pyjson-sha256 hash was computed over).
+        system = [
+            chain.check({**event_store.api_record(row), "payload": json.loads(row["payload"])})
+            for row in await event_store.read_stream_rows(conn, "system")
+        ]
         findings = [f"system stream: {f}" for f in chain.findings]
         cleaned = [e for e in system if e.type == "jobs_cleaned"]
         for record in cleaned:

@@ -6,6 +6,8 @@ import hashlib
 import json
 from typing import Any
 
+import rfc8785
+
 TERMINAL = {"job_completed": "completed", "job_failed": "failed", "job_cancelled": "cancelled"}
 STATUS = {"job_queued": "queued", "job_running": "running", "job_paused": "paused", "job_resumed": "running", **TERMINAL}
 LIFECYCLE = {
@@ -14,10 +16,27 @@ LIFECYCLE = {
 }
 
 
+def _doubles(value: Any) -> Any:
+    """Integers beyond ±(2^53-1) as the doubles an I-JSON reader holds (SPEC C.1.2)."""
+    if isinstance(value, dict):
+        return {k: _doubles(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_doubles(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53 - 1:
+        return float(value)
+    return value
+
+
 def chain_errors(job_id: str, events: list[dict[str, Any]]) -> list[str]:
-    """Recompute every event hash of a job stream; return the sequences that do not match."""
+    """Recompute every event hash of a job stream; return the sequences that do not match.
+
+    Each event by its `hash_alg` (SPEC C.1.3): RFC 8785 by the `rfc8785` package for jcs-sha256,
+    json.dumps for pyjson-sha256. A record without `hash_alg` was recorded before v1.1 (the
+    golden histories of v1.0), when every event was pyjson-sha256.
+    """
     errors = []
     prev = ""
+    seen_jcs = False
     for expected_sequence, event in enumerate(events, start=1):
         if event["sequence"] != expected_sequence:
             errors.append(f"gap: expected sequence {expected_sequence}, got {event['sequence']}")
@@ -26,8 +45,16 @@ def chain_errors(job_id: str, events: list[dict[str, Any]]) -> list[str]:
             "type": event["type"], "timestamp": event["timestamp"], "agent_id": event["agent_id"],
             "payload": event["payload"],
         }
-        text = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        digest = hashlib.sha256(text.encode()).hexdigest()
+        alg = event.get("hash_alg", "pyjson-sha256")
+        if alg == "pyjson-sha256" and seen_jcs:
+            errors.append(f"pyjson-sha256 after jcs-sha256 at sequence {event['sequence']}")
+        seen_jcs = seen_jcs or alg == "jcs-sha256"
+        if alg == "jcs-sha256":
+            data = rfc8785.dumps(_doubles(material))
+        else:
+            text = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            data = text.encode()
+        digest = hashlib.sha256(data).hexdigest()
         if digest != event["hash"]:
             errors.append(f"hash mismatch at sequence {event['sequence']}")
         prev = event["hash"]

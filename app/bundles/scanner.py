@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from app.bundles.fingerprint import MANIFEST_NAME, PAYLOADS_NAME, fingerprint_of
+from app.domain.canonical import int_hook
 from app.domain.manifest import UploadCheck, normalize_manifest, validate_manifest
 
 RELOAD_MODES = ("manual", "interval")
@@ -241,7 +242,10 @@ def _bundle_dirs(root: Path) -> list[Path]:
 def _parse_manifest(data: bytes) -> dict[str, Any] | str:
     """Return the manifest object, or the one §5.7 message explaining why there is none."""
     try:
-        value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float)
+        text = data.decode("utf-8")
+        value = json.loads(
+            text, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=int_hook(text, strict=True)
+        )
     except (ValueError, RecursionError) as exc:
         detail = "nesting deeper than 512 levels" if isinstance(exc, RecursionError) else str(exc)
         return f"manifest.json is not valid JSON: {detail}"

@@ -1,22 +1,202 @@
-"""Canonical JSON, event hashes and timestamps (SPEC §1.3, Appendix B.2)."""
+"""Canonical JSON (RFC 8785, and the Appendix B.2 form before it), event hashes and timestamps (SPEC §1.3, C.1)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+JCS = "jcs-sha256"
+PYJSON = "pyjson-sha256"
+HASH_ALGORITHMS = (PYJSON, JCS)  # the order they may appear in within a stream (SPEC C.1.3)
+# JSON numbers are IEEE-754 doubles (SPEC C.1.2): integers beyond this are exact only sometimes.
+MAX_SAFE_INTEGER = 2**53 - 1
+OUT_OF_RANGE = "integer out of range: "  # the ValueError of an integer no double equals (C.1.2)
+
 # One encoder for every call: json.dumps with these options builds a new JSONEncoder per call,
 # which was most of the cost of encoding the short strings an event hash is made of (1.6 µs ->
 # 0.2 µs each, eight per event). The text is the same: json.dumps is this encoder's encode.
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_LEGACY = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# The C string encoder: for well-formed strings it escapes exactly as RFC 8785 §3.2.2.2 says
+# (\b \t \n \f \r \" \\ short, other controls as lower-case \u00xx, nothing else).
+_STRING: Callable[[str], str] = json.encoder.encode_basestring
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+# Outside the strings of the legacy text: a float (repr always has a digit then `.` or `e`), or
+# an integer of 16 digits or more (the only ones that can pass MAX_SAFE_INTEGER).
+_NOT_JCS_ALIKE = re.compile(r"\d[.eE]|\d{16}")
+_LONG_DIGITS = re.compile(r"[0-9]{16}")
+_LONG_DIGITS_BYTES = re.compile(rb"[0-9]{16}")
+
+
+def legacy_json(value: Any) -> str:
+    """The Appendix B.2 text (Python's json.dumps, sorted keys): `pyjson-sha256` hashes and the
+    §2.7 request digest."""
+    return _LEGACY.encode(value)
 
 
 def canonical_json(value: Any) -> str:
-    """Return the canonical JSON text of a value: sorted keys, no whitespace, UTF-8 kept."""
-    return _CANONICAL.encode(value)
+    """Return the RFC 8785 (JCS) text of a JSON value (SPEC C.1.1).
+
+    Raises ValueError for a non-finite float, an int outside ±MAX_SAFE_INTEGER that no double
+    equals (`integer out of range: <n>`) or a lone surrogate; TypeError for a non-JSON value.
+    """
+    return _canonical(value)[0]
+
+
+def seal_payload(value: Any) -> tuple[str, Any]:
+    """The RFC 8785 text of a payload and the value that text parses back to (SPEC C.1.1), which
+    is `value` itself when the two can only differ in container types (tuples, not lists)."""
+    text, rewritten = _canonical(value)
+    return text, parse_json(text) if rewritten else value
+
+
+def _canonical(value: Any) -> tuple[str, bool]:
+    # The legacy text is the JCS text whenever the value holds no float, no integer past 2^53
+    # and no astral character (which could sort keys differently: UTF-16 units, not code
+    # points). The C encoder writes it several times faster than the walk below. Strings are cut
+    # out before looking for numbers; a false alarm (a safe integer of 16 digits, an astral
+    # character in a value) only costs the walk. The bool says whether the walk wrote the text.
+    text = _LEGACY.encode(value)
+    if not text.isascii():
+        text.encode("utf-8")  # a lone surrogate: UnicodeEncodeError, a ValueError
+        if max(text) > "\uffff":
+            return _jcs(value), True
+    outside = _STRINGS.sub("", text) if "\\" in text else "".join(text.split('"')[::2])
+    if _NOT_JCS_ALIKE.search(outside) is None:
+        return text, False
+    return _jcs(value), True
+
+
+def _jcs(value: Any) -> str:
+    parts: list[str] = []
+    _write(value, parts)
+    return "".join(parts)
+
+
+def _utf16(key: str) -> bytes:
+    return key.encode("utf-16-be")
+
+
+def _write(value: Any, parts: list[str]) -> None:
+    if isinstance(value, str):
+        value.encode("utf-8")  # lone surrogates are not JSON text (UnicodeEncodeError)
+        parts.append(_STRING(value))
+    elif value is None or value is True or value is False:
+        parts.append("null" if value is None else "true" if value else "false")
+    elif isinstance(value, int):
+        parts.append(json_integer(value))
+    elif isinstance(value, float):
+        parts.append(ecma_number(value))
+    elif isinstance(value, dict):
+        if not all(type(key) is str for key in value):
+            raise TypeError("keys must be str")
+        parts.append("{")
+        for i, key in enumerate(sorted(value, key=_utf16)):
+            if i:
+                parts.append(",")
+            _write(key, parts)
+            parts.append(":")
+            _write(value[key], parts)
+        parts.append("}")
+    elif isinstance(value, list | tuple):
+        parts.append("[")
+        for i, item in enumerate(value):
+            if i:
+                parts.append(",")
+            _write(item, parts)
+        parts.append("]")
+    else:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def json_integer(number: int) -> str:
+    """An int as a JSON number: its digits within ±MAX_SAFE_INTEGER, else the double equal to it."""
+    number = int(number)
+    if -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER:
+        return str(number)
+    return ecma_number(exact_double(number))
+
+
+def exact_double(number: int) -> float:
+    """The double equal to an int; ValueError `integer out of range: <n>` when there is none."""
+    try:
+        double = float(number)
+    except OverflowError:
+        raise ValueError(f"{OUT_OF_RANGE}{number}") from None
+    if int(double) != number:
+        raise ValueError(f"{OUT_OF_RANGE}{number}")
+    return double
+
+
+def is_out_of_range(exc: BaseException) -> bool:
+    """Whether an exception is the C.1.2 refusal of an integer no double equals."""
+    return type(exc) is ValueError and str(exc).startswith(OUT_OF_RANGE)
+
+
+def ecma_number(number: float) -> str:
+    """A double as ECMAScript's Number.prototype.toString writes it (RFC 8785 §3.2.2.3)."""
+    if not math.isfinite(number):
+        raise ValueError(f"Out of range float values are not JSON compliant: {number!r}")
+    if number == 0:
+        return "0"
+    # repr gives the shortest digits that read back as the same double (the digits ECMAScript
+    # asks for); only where the decimal point goes and the exponent's form differ.
+    text = repr(number)
+    sign = "-" if text[0] == "-" else ""
+    mantissa, _, exponent = text.lstrip("-").partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    point = len(whole) + int(exponent or 0) - (len(whole + fraction) - len(digits))
+    digits = digits.rstrip("0")
+    count = len(digits)
+    if count <= point <= 21:
+        return sign + digits + "0" * (point - count)
+    if 0 < point <= 21:
+        return f"{sign}{digits[:point]}.{digits[point:]}"
+    if -6 < point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    power = point - 1
+    head = digits[0] + ("." + digits[1:] if count > 1 else "")
+    return f"{sign}{head}e{'+' if power > 0 else '-'}{abs(power)}"
+
+
+def _checked_int(literal: str) -> int:
+    # Kept as the int (equal to its double), so that a request digest stays the B.2 text of what
+    # was sent; sealing writes it as the double and reads it back as one.
+    number = int(literal)
+    if not -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER:
+        exact_double(number)
+    return number
+
+
+def _read_int(literal: str) -> int | float:
+    number = int(literal)
+    return number if -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER else float(number)
+
+
+def int_hook(data: str | bytes, *, strict: bool) -> Callable[[str], int | float] | None:
+    """The `parse_int` for `json.loads` of `data` under SPEC C.1.2, or None when no integer in it
+    can pass MAX_SAFE_INTEGER (fewer than 16 digits in a row: the default parser is faster).
+
+    Without `strict` (stored text) an integer literal beyond ±MAX_SAFE_INTEGER is read as the
+    double nearest to it; with `strict` (requests, manifests, executor stdout) one that double
+    does not equal raises ValueError `integer out of range: <n>`, and one it equals stays an int.
+    """
+    found = _LONG_DIGITS.search(data) if isinstance(data, str) else _LONG_DIGITS_BYTES.search(data)
+    if found is None:
+        return None
+    return _checked_int if strict else _read_int
+
+
+def parse_json(text: str) -> Any:
+    """Read JSON text as every verifier does (SPEC C.1.2): numbers are doubles, so an integer
+    literal beyond ±MAX_SAFE_INTEGER becomes the double nearest to it."""
+    return json.loads(text, parse_int=int_hook(text, strict=False))
 
 
 def sha256_hex(text: str) -> str:
@@ -35,20 +215,25 @@ def event_hash(
     agent_id: str | None,
     payload: dict[str, Any],
     payload_json: str | None = None,
+    hash_alg: str = JCS,
 ) -> str:
-    """Return the chain hash of one event as SPEC §1.3 defines it.
+    """Return the chain hash of one event as SPEC §1.3 and C.1 define it for `hash_alg`.
 
-    The hashed text is the canonical JSON of the eight fields; it is assembled around the
-    payload's canonical JSON (`payload_json` when the caller has it already) rather than by
-    encoding the whole object, so that a payload is encoded once for its hash and its row.
+    The hashed text is the canonical JSON (`hash_alg`'s form) of the eight fields; it is
+    assembled around the payload's text (`payload_json` when the caller has it already) rather
+    than by encoding the whole object, so that a payload is encoded once for its hash and its
+    row. The eight keys are ASCII and the other seven values strings, an int and null, which
+    both forms write alike.
     """
-    body = canonical_json(payload) if payload_json is None else payload_json
-    # The keys in sorted order, each value as canonical_json writes it.
+    if payload_json is None:
+        payload_json = canonical_json(payload) if hash_alg == JCS else legacy_json(payload)
+    field = _LEGACY.encode
+    # The keys in sorted order (code points and UTF-16 units agree on ASCII).
     text = (
-        f'{{"agent_id":{canonical_json(agent_id)},"event_id":{canonical_json(event_id)},"payload":{body},'
-        f'"prev_hash":{canonical_json(prev_hash)},"sequence":{canonical_json(sequence)},'
-        f'"stream_id":{canonical_json(stream_id)},"timestamp":{canonical_json(timestamp)},'
-        f'"type":{canonical_json(type_)}}}'
+        f'{{"agent_id":{field(agent_id)},"event_id":{field(event_id)},"payload":{payload_json},'
+        f'"prev_hash":{field(prev_hash)},"sequence":{field(sequence)},'
+        f'"stream_id":{field(stream_id)},"timestamp":{field(timestamp)},'
+        f'"type":{field(type_)}}}'
     )
     return sha256_hex(text)
 

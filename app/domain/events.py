@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.domain.canonical import JCS
+
 # §4.2 lifecycle events: they move `updated_at`.
 JOB_SUBMITTED = "job_submitted"
 JOB_QUEUED = "job_queued"
@@ -115,6 +117,8 @@ class Event:
     agent_id: str | None
     payload: dict[str, Any]
     hash: str
+    # How `hash` was computed (SPEC C.1.3): "jcs-sha256" from v1.1 on, "pyjson-sha256" before.
+    hash_alg: str = JCS
     # The payload's canonical JSON, set by sealing (which computes it for the hash; the row then
     # stores the same text) and None elsewhere; not part of the event's value.
     payload_json: str | None = field(default=None, compare=False, repr=False)
@@ -131,4 +135,5 @@ class Event:
             "agent_id": self.agent_id,
             "payload": self.payload,
             "hash": self.hash,
+            "hash_alg": self.hash_alg,
         }

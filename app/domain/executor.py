@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from app.domain.canonical import int_hook, is_out_of_range
+
 DEFAULT_POOL = "default"
 DEFAULT_OUTPUT_TYPE = "executor_result"
 DEFAULT_NAME_PREFIX = "host-local"
@@ -460,9 +462,14 @@ def parse_structured_stdout(stdout: str, truncated: bool) -> dict[str, Any] | No
     """Return stdout as a structured object when it is one JSON object with a structured key."""
     if truncated:
         return None
+    text = stdout.strip()
     try:
-        parsed = json.loads(stdout.strip(), parse_constant=_reject_constant, parse_float=_finite_float)
-    except (ValueError, RecursionError):
+        parsed = json.loads(
+            text, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=int_hook(text, strict=True)
+        )
+    except (ValueError, RecursionError) as exc:
+        if is_out_of_range(exc):
+            raise  # SPEC C.1.2: fails the step, not "unstructured output"
         return None
     if not isinstance(parsed, dict) or not any(key in parsed for key in STRUCTURED_KEYS):
         return None

@@ -9,6 +9,7 @@ from typing import Any
 
 from litestar import Request
 
+from app.domain.canonical import int_hook
 from app.http.errors import ApiError
 
 MAX_JSON_DEPTH = 512
@@ -101,7 +102,9 @@ def parse_json(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise ApiError(400, f"invalid JSON: {exc}") from None
     try:
-        value = json.loads(text, parse_float=_finite, parse_constant=_constant)
+        value = json.loads(
+            text, parse_float=_finite, parse_constant=_constant, parse_int=int_hook(text, strict=True)
+        )
     except RecursionError:
         # The parser recurses per level; a document this deep is far past the 512-level limit.
         raise ApiError(400, DEPTH_MESSAGE) from None

@@ -1,18 +1,20 @@
-"""Canonical JSON text (SPEC §1.3) of a parsed request body, at msgspec's speed.
+"""The Appendix B.2 JSON text of a parsed request body (the §2.7 request digest, which SPEC C.1.1
+keeps in that form), at msgspec's speed.
 
-`app.domain.canonical.canonical_json` (the standard library's encoder) defines the text; the
-domain may import nothing else. A submit's digest is the SHA-256 of its body's canonical JSON
+`app.domain.canonical.legacy_json` (the standard library's encoder) defines the text; the
+domain may import nothing else. A submit's digest is the SHA-256 of its body's B.2 text
 (SPEC §2.7): msgspec with sorted keys writes the same text about twice as fast on a manifest,
 except for floats, which it formats differently in two cases — exponent forms (`1e16`, `1.5e-7`
 where json writes `1e+16`, `1.5e-07`) and numbers below 1e-4 it writes in full (`0.00001` for
-`1e-05`). Any text where such a number could be is encoded again by `canonical_json`; a false
+`1e-05`). Any text where such a number could be is encoded again by `legacy_json`; a false
 alarm (the same characters inside a string) only costs that second encoding. Values msgspec
-cannot encode (non-string keys, cycles, nesting past its depth) go to `canonical_json` too.
+cannot encode (non-string keys, cycles, nesting past its depth) go to `legacy_json` too.
 
 What is not caught: msgspec writes NaN and infinities as `null` and encodes sets, bytes,
 dataclasses, datetimes and UUIDs, all of which json refuses. A body parsed from JSON holds none
 of them (its parser refuses non-finite numbers), which is why this serves the request digest
-only: every event payload goes through `canonical_json`, which refuses what JSON cannot carry.
+only: every event payload goes through `canonical_json` (RFC 8785), which refuses what JSON
+cannot carry.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from app.domain.canonical import canonical_json
+from app.domain.canonical import legacy_json
 
 _ENCODE = msgspec.json.Encoder(order="sorted").encode
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
@@ -42,11 +44,11 @@ def _float_may_differ(data: bytes) -> bool:
 
 
 def canonical_text(value: Any) -> str:
-    """`canonical_json(value)`, the same text, faster for values without unusual floats."""
+    """`legacy_json(value)`, the same text, faster for values without unusual floats."""
     try:
         data = _ENCODE(value)
     except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError):
-        return canonical_json(value)
+        return legacy_json(value)
     if _float_may_differ(data):
-        return canonical_json(value)
+        return legacy_json(value)
     return data.decode("utf-8")

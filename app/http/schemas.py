@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from litestar.openapi.datastructures import ResponseSpec
@@ -93,6 +93,8 @@ class EventRecord(msgspec.Struct):
     agent_id: str | None
     payload: dict[str, Any]
     hash: str
+    # SPEC C.1.3: how `hash` was computed; "pyjson-sha256" marks events written before v1.1.
+    hash_alg: Literal["jcs-sha256", "pyjson-sha256"]
 
 
 class EventPage(msgspec.Struct):

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from app.domain.canonical import canonical_json
+from app.domain.canonical import canonical_json, is_out_of_range
 
 _IMPORT_LOCK = threading.Lock()
 ELIXIR_PREFIXES = ("MirrorNeuron.", "Elixir.")
@@ -73,7 +73,9 @@ def snapshot(instance: Any, state: Any, agent_id: str) -> Any:
     value = instance.snapshot(state) if callable(getattr(instance, "snapshot", None)) else state
     try:
         canonical_json(value)  # exactly what the event store will have to write
-    except (TypeError, ValueError, RecursionError):
+    except (TypeError, ValueError, RecursionError) as exc:
+        if is_out_of_range(exc):
+            raise  # SPEC C.1.2: `agent <id> raised ValueError: integer out of range: <n>`
         raise ModuleAgentError(f"agent {agent_id} returned a state that is not JSON-serialisable") from None
     return value
 

@@ -449,7 +449,12 @@ class JobRunner:
             actions.append(Emit(settings.output_message_type, output, options=options))
         if settings.complete_job:
             actions.append(Complete(output))
-        structured = exd.parse_structured_stdout(outcome.run_result["stdout"], outcome.run_result["stdout_truncated"])
+        try:
+            structured = exd.parse_structured_stdout(outcome.run_result["stdout"], outcome.run_result["stdout_truncated"])
+        except ValueError as exc:  # an integer no double equals (SPEC C.1.2): the step fails
+            error = f"agent {aid} raised {type(exc).__name__}: {exc}"
+            await self._fail(aid, error, {"error": error}, released)
+            return
         if structured is not None:
             for item in exd.structured_actions(structured, ev.RESERVED_TYPES):
                 match item:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +13,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain import upcasting
-from app.domain.canonical import canonical_json, event_hash, format_ms, parse_ms
+from app.domain.canonical import (
+    JCS,
+    canonical_json,
+    event_hash,
+    format_ms,
+    parse_json,
+    parse_ms,
+    seal_payload,
+)
 from app.domain.events import Event, NewEvent
 from app.domain.projection import build
 from app.store.database import Prepared
@@ -48,8 +55,9 @@ def row_to_event(row: Any) -> Event:
         "timestamp": row["timestamp"],
         "job_id": row["job_id"],
         "agent_id": row["agent_id"],
-        "payload": json.loads(row["payload"]),
+        "payload": parse_json(row["payload"]),
         "hash": row["hash"],
+        "hash_alg": row["hash_alg"],
         "payload_json": None,
     })
 
@@ -66,7 +74,9 @@ def _seal(
     for offset, new in enumerate(new_events, start=1):
         event_id = str(uuid.uuid4())
         sequence = head.sequence + offset
-        payload_json = canonical_json(new.payload)
+        # The runtime goes on with the value the stored text reads back as (SPEC C.1.1: `1.0` is
+        # `1` from here on), so a live step and a replayed one see the same payload.
+        payload_json, payload = seal_payload(new.payload)
         digest = event_hash(
             prev_hash=prev,
             stream_id=stream_id,
@@ -75,8 +85,9 @@ def _seal(
             type_=new.type,
             timestamp=timestamp,
             agent_id=new.agent_id,
-            payload=new.payload,
+            payload=payload,
             payload_json=payload_json,
+            hash_alg=JCS,
         )
         # Not through the frozen dataclass's __init__ (eleven object.__setattr__): see projection.build.
         sealed.append(
@@ -85,7 +96,7 @@ def _seal(
                 {
                     "position": 0, "stream_id": stream_id, "sequence": sequence, "event_id": event_id,
                     "type": new.type, "timestamp": timestamp, "job_id": job_id, "agent_id": new.agent_id,
-                    "payload": new.payload, "hash": digest, "payload_json": payload_json,
+                    "payload": payload, "hash": digest, "hash_alg": JCS, "payload_json": payload_json,
                 },
             )
         )
@@ -112,7 +123,8 @@ _INSERT_EVENTS = Prepared(insert(events))
 # On Postgres both in one statement (one round trip less per commit): the counter's UPDATE as a
 # CTE, the rows as one array per column, event i of the batch at position (last - count + i).
 _ARRAY_COLUMNS = (
-    "stream_id", "sequence", "event_id", "type", "timestamp", "job_id", "agent_id", "payload", "hash", "schema_version"
+    "stream_id", "sequence", "event_id", "type", "timestamp", "job_id", "agent_id", "payload", "hash", "hash_alg",
+    "schema_version",
 )
 _TAKEN = _TAKE_POSITIONS.statement.cte("taken")
 _ROWS = (
@@ -158,6 +170,7 @@ async def insert_sealed(conn: AsyncConnection, sealed: Sequence[Event]) -> list[
                 "b_agent_id": [e.agent_id for e in sealed],
                 "b_payload": payloads,
                 "b_hash": [e.hash for e in sealed],
+                "b_hash_alg": [e.hash_alg for e in sealed],
                 "b_schema_version": versions,
             }
             first = min(r["position"] for r in await _APPEND_PG.rows(conn, values))
@@ -176,6 +189,7 @@ async def insert_sealed(conn: AsyncConnection, sealed: Sequence[Event]) -> list[
                     "agent_id": e.agent_id,
                     "payload": payload,
                     "hash": e.hash,
+                    "hash_alg": e.hash_alg,
                     "schema_version": version,
                 }
                 for i, (e, payload, version) in enumerate(zip(sealed, payloads, versions, strict=True))
@@ -290,4 +304,5 @@ def api_record(row: Any) -> dict[str, Any]:
         "agent_id": row["agent_id"],
         "payload": msgspec.Raw(row["payload"].encode()),
         "hash": row["hash"],
+        "hash_alg": row["hash_alg"],
     }

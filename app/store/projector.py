@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import fields
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.domain.canonical import canonical_json
+from app.domain.canonical import canonical_json, parse_json
 from app.domain.projection import AgentView, JobProjection, JobView, build
 from app.store.database import Prepared
 from app.store.tables import agents, any_of, id_list, jobs, prepared
@@ -37,7 +36,7 @@ def agent_to_row(agent: AgentView) -> dict[str, Any]:
 
 
 def _load(value: str | None) -> Any:
-    return None if value is None else json.loads(value)
+    return None if value is None else parse_json(value)
 
 
 def row_to_job(row: Any) -> JobView:

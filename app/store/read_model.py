@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ColumnElement
 
 from app.domain import bundle as bundle_views
-from app.domain.canonical import canonical_json, format_ms
+from app.domain.canonical import canonical_json, format_ms, parse_json
 from app.domain.events import ALL_STATUSES, TERMINAL_STATUSES
 from app.store.database import Prepared
 from app.store.event_store import api_record, read_stream_rows
@@ -134,13 +134,13 @@ def _storable(value: object) -> bool:
 
 
 def _json(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    return None if text is None else parse_json(text)
 
 
 def _raw(text: str | None) -> msgspec.Raw | None:
     """A stored JSON column as it goes out in a response: as stored, not decoded and encoded again.
 
-    The columns hold JSON written by this service (canonical_json); decoding them with `json`
+    The columns hold RFC 8785 JSON written by this service (canonical_json); decoding them with `json`
     and encoding them again was a tenth of the CPU of the job list (bench reads).
     """
     return None if text is None else msgspec.Raw(text)

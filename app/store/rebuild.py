@@ -19,7 +19,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain.bundle import project_bundle
-from app.domain.canonical import canonical_json
+from app.domain.canonical import canonical_json, parse_json
 from app.domain.events import Event
 from app.domain.projection import JobProjection, build, fold
 from app.store.database import Database, driver_fetch
@@ -33,7 +33,7 @@ BATCH = 5000
 # the (stream_id, sequence) unique index. Spelled `stream_id > ? OR (stream_id = ? AND ...)` it is
 # only a filter, and every page scanned the index from the start (quadratic in the log's length).
 _SCAN = (
-    'SELECT "position", stream_id, "sequence", event_id, "type", "timestamp", job_id, agent_id, payload, hash '
+    'SELECT "position", stream_id, "sequence", event_id, "type", "timestamp", job_id, agent_id, payload, hash, hash_alg '
     'FROM events WHERE {kind} AND (stream_id, "sequence") > (?, ?) '
     'ORDER BY stream_id, "sequence" LIMIT ?'
 )
@@ -70,13 +70,14 @@ async def _raw_streams(conn: AsyncConnection, *, job_streams: bool) -> AsyncIter
 
 
 def _decode(rows: list[RawRow]) -> list[Event]:
-    loads = json.loads
+    loads = parse_json
     return [
         build(Event, {
             "position": p, "stream_id": s, "sequence": q, "event_id": i, "type": t, "timestamp": ts, "job_id": j,
-            "agent_id": a, "payload": loads(payload), "hash": h, "payload_json": None,
+            "agent_id": a, "payload": loads(payload), "hash": h, "hash_alg": alg,
+            "payload_json": None,
         })
-        for p, s, q, i, t, ts, j, a, payload, h in rows
+        for p, s, q, i, t, ts, j, a, payload, h, alg in rows
     ]
 
 

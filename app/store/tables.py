@@ -41,6 +41,8 @@ events = Table(
     Column("payload", Text, nullable=False),
     Column("hash", String(64), nullable=False),
     Column("schema_version", Integer, nullable=False, server_default="1"),
+    # SPEC C.1.3: rows written before v1.1 keep the default; v1.1 writes "jcs-sha256" explicitly.
+    Column("hash_alg", String(16), nullable=False, server_default="pyjson-sha256"),
     UniqueConstraint("stream_id", "sequence", name="uq_events_stream_sequence"),
     UniqueConstraint("event_id", name="uq_events_event_id"),
 )

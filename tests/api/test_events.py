@@ -286,3 +286,34 @@ async def test_global_follow_tails_new_events(
     await stream.aclose()
     ids = [json.loads(c.split(b"data: ", 1)[1])["job_id"] for c in received if c.startswith(b"id:")]
     assert ids == [first, second]
+
+
+async def test_every_representation_carries_hash_alg_after_hash(
+    client: httpx.AsyncClient, db: Database, service: Service
+) -> None:
+    # SPEC C.1.3: `hash_alg` is in the record right after `hash`, in JSON, NDJSON, SSE, the global
+    # feed and a job's recent events; events written by this version are jcs-sha256, and a payload
+    # is stored as RFC 8785 text (the external message's 1.0 and 1e16 read back as 1 and 1e16).
+    job_id = await _running_job(client, db, service)
+    response = await client.post(
+        f"{BASE}/jobs/{job_id}/messages", json={"agent_id": "sink", "message": {"ratio": 1.0, "big": 1e16}}
+    )
+    assert response.status_code == 202
+    page = (await client.get(f"{BASE}/jobs/{job_id}/events")).json()["data"]
+    ndjson = _ndjson((await client.get(f"{BASE}/jobs/{job_id}/events", headers=NDJSON)).text)
+    sse = [f["event"] for f in _sse((await client.get(f"{BASE}/jobs/{job_id}/events", headers=SSE)).text)]
+    feed = [e for e in (await client.get(f"{BASE}/events?limit=1000")).json()["data"] if e["job_id"] == job_id]
+    recent = (await client.get(f"{BASE}/jobs/{job_id}")).json()["recent_events"]
+    for records in (page, ndjson, sse, feed, recent):
+        assert records and all(list(r)[-2:] == ["hash", "hash_alg"] for r in records)
+        assert {r["hash_alg"] for r in records} == {"jcs-sha256"}
+    delivered = [e for e in page if e["type"] == "message_delivered" and e["agent_id"] == "sink"][-1]
+    raw = (await client.get(f"{BASE}/jobs/{job_id}/events?after={delivered['sequence'] - 1}&limit=1")).text
+    assert '{"big":10000000000000000,"ratio":1}' in raw, raw
+
+
+async def test_the_openapi_document_names_hash_alg(client: httpx.AsyncClient) -> None:
+    doc = (await client.get(f"{BASE}/schema/openapi.json")).json()
+    record = doc["components"]["schemas"]["EventRecord"]
+    assert "hash_alg" in record["required"]
+    assert record["properties"]["hash_alg"]["enum"] == ["jcs-sha256", "pyjson-sha256"]

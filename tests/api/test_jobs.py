@@ -409,6 +409,7 @@ async def test_recent_events_are_the_25_newest(
         "agent_id",
         "payload",
         "hash",
+        "hash_alg",
     }
     sink = next(a for a in details["agents"] if a["agent_id"] == "sink")
     assert sink["mailbox_depth"] == 30 and sink["status"] == "busy"

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.domain.canonical import canonical_json, sha256_hex
+from app.domain.canonical import legacy_json, sha256_hex
 from app.service import Service
 from app.store.database import Database
 from tests.api.conftest import (
@@ -45,7 +45,7 @@ async def test_submit_creates_a_pending_job(client: httpx.AsyncClient) -> None:
     assert [e["type"] for e in events] == ["job_submitted"]
     payload = events[0]["payload"]
     assert payload["bundle"] is None and payload["idempotency_key"] is None
-    assert payload["request_sha256"] == sha256_hex(canonical_json(lifecycle_manifest()))
+    assert payload["request_sha256"] == sha256_hex(legacy_json(lifecycle_manifest()))
     assert payload["manifest_ref"] == {
         "graph_id": "pause_resume_test",
         "manifest_version": "1.0",
@@ -293,3 +293,30 @@ async def test_concurrent_submits_with_one_key_create_one_job(client: httpx.Asyn
     assert sorted(a.status_code for a in answers) == [200] * 7 + [201], [a.text for a in answers]
     assert len({a.json()["job_id"] for a in answers}) == 1
     assert await event_count(db) == 1
+
+
+async def test_an_integer_no_double_equals_is_refused_and_nothing_is_stored(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    # SPEC C.1.2: JSON numbers are doubles; 9007199254740993 would silently become ...992.
+    before = await event_count(db)
+    manifest = lifecycle_manifest()
+    text = json.dumps(manifest)[:-1] + ', "metadata": {"n": 9007199254740993}}'
+    response = await client.post(f"{BASE}/jobs", content=text, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid JSON: integer out of range: 9007199254740993"}
+    assert await event_count(db) == before
+
+
+async def test_an_exact_large_integer_is_stored_as_its_double_and_digested_as_sent(client: httpx.AsyncClient) -> None:
+    # 10000000000000000 is exactly a double: accepted, stored in RFC 8785 form, and the request
+    # digest keeps the Appendix B.2 text of the body as sent (SPEC C.1.1).
+    manifest = lifecycle_manifest()
+    manifest["metadata"] = {"big": 10**16, "ratio": 1.0}
+    job_id = await submit(client, manifest)
+    raw = (await client.get(f"{BASE}/jobs/{job_id}/events")).text
+    assert '"metadata":{"big":10000000000000000,"ratio":1}' in raw
+    payload = (await job_events(client, job_id))[0]["payload"]
+    assert payload["request_sha256"] == sha256_hex(legacy_json(manifest))
+    as_double = {**manifest, "metadata": {"big": 1e16, "ratio": 1.0}}  # json.dumps writes 1e+16 for it
+    assert payload["request_sha256"] != sha256_hex(legacy_json(as_double))

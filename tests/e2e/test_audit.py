@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +17,8 @@ from sqlalchemy import text
 from app.store.database import Database
 from tests.runtime.processes import ROOT, NodeProcess, wait_for
 
+NODE = shutil.which("node")
+
 SCENARIOS: list[dict[str, Any]] = [
     {"bundle_id": "prime_sweep_4_workers"},
     {"bundle_id": "shell_python_chain_v1"},
@@ -24,6 +27,27 @@ SCENARIOS: list[dict[str, Any]] = [
     {"bundle_id": "shell_python_chain_fail_pool_v1"},
     json.loads((ROOT / "examples" / "manifests" / "research_flow.json").read_text()),
 ]
+# research_flow again, its input holding numbers whose two canonical forms differ (SPEC C.1.1:
+# 1.0 is stored as 1, 1e16 as 10000000000000000, 1e-7 as 1e-7) and keys that sort differently
+# by UTF-16 units than by code points.
+FLOATS = json.loads((ROOT / "examples" / "manifests" / "research_flow.json").read_text())
+FLOATS["initial_inputs"]["ingress"][0].update({"weight": 1.0, "population": 1e16, "tiny": 1e-7, "\U0001f600": 1, "\ufb33": 2})
+SCENARIOS.append(FLOATS)
+
+
+def verify_python(node: NodeProcess, job_id: str) -> subprocess.CompletedProcess[str]:
+    """The stand-alone verifier (examples/audit/verify_chain.py: stdlib + rfc8785)."""
+    script = str(ROOT / "examples" / "audit" / "verify_chain.py")
+    return subprocess.run([sys.executable, script, job_id, "--url", node.url], capture_output=True, text=True, timeout=120)
+
+
+def verify_node(node: NodeProcess, job_id: str) -> subprocess.CompletedProcess[str]:
+    """The console's verifier (app/console/static/js/verify-chain.js) in a real Node process."""
+    script = str(ROOT / "examples" / "audit" / "verify-chain.mjs")
+    return subprocess.run([NODE or "node", script, job_id, "--url", node.url], capture_output=True, text=True, timeout=120)
+
+
+VERIFIERS = (verify_python, verify_node)
 
 
 def audit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -55,16 +79,18 @@ def run_scenarios(node: NodeProcess) -> list[str]:
     return job_ids
 
 
-async def _tamper(db: Database, backend: str, job_id: str, sequence: int) -> None:
-    """Rewrite one event's payload as the database owner would have to (lifting the trigger)."""
-    forged = json.dumps({"node": "forged-node"})
+async def _tamper(
+    db: Database, backend: str, job_id: str, sequence: int, *, column: str = "payload", value: str | None = None
+) -> None:
+    """Rewrite one event's payload (or another column) as the database owner would have to (lifting the trigger)."""
+    forged = json.dumps({"node": "forged-node"}) if value is None else value
     async with db.write() as conn:
         if backend == "postgres":
             await conn.execute(text("ALTER TABLE events DISABLE TRIGGER events_no_update"))
         else:
             await conn.execute(text("DROP TRIGGER events_no_update"))
         await conn.execute(
-            text("UPDATE events SET payload = :p WHERE stream_id = :j AND sequence = :s"),
+            text(f"UPDATE events SET {column} = :p WHERE stream_id = :j AND sequence = :s"),
             {"p": forged, "j": job_id, "s": sequence},
         )
         if backend == "postgres":
@@ -81,6 +107,14 @@ async def test_audit_all_passes_then_tampering_is_named(node: NodeProcess, db: D
     passed = audit("--all", "--url", node.url)
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert f"audit: {len(job_ids)} of {len(job_ids)} jobs replay" in passed.stdout
+    # SPEC C.1.4: two verifiers that share no code with app/ check every event of every scenario.
+    for job_id in job_ids:
+        status, events = node.request("GET", f"/api/v1/jobs/{job_id}/events")
+        assert {e["hash_alg"] for e in events["data"]} == {"jcs-sha256"}
+        for verifier in VERIFIERS:
+            verdict = verifier(node, job_id)
+            assert verdict.returncode == 0, (verifier.__name__, verdict.stdout, verdict.stderr)
+            assert verdict.stdout.startswith(f"OK {len(events['data'])} events"), verdict.stdout
     victim = job_ids[0]
     status, events = node.request("GET", f"/api/v1/jobs/{victim}/events")
     scheduled = next(e for e in events["data"] if e["type"] == "job_scheduled")
@@ -89,9 +123,23 @@ async def test_audit_all_passes_then_tampering_is_named(node: NodeProcess, db: D
     assert failed.returncode == 1, failed.stdout
     assert f"event {scheduled['sequence']} (job_scheduled, {scheduled['event_id']}): hash mismatch" in failed.stdout
     assert "FAILED" in failed.stdout
+    for verifier in VERIFIERS:
+        verdict = verifier(node, victim)
+        assert verdict.returncode == 1 and f"BAD {scheduled['sequence']}: hash mismatch" in verdict.stdout, verdict.stdout
+    # hash_alg flipped: a jcs-sha256 event relabelled pyjson-sha256 after others is tampering
+    # (C.1.3), and so is the first one when its two forms differ (the float job's submission).
+    floats = job_ids[-1]
+    await _tamper(db, backend, job_ids[1], 4, column="hash_alg", value="pyjson-sha256")
+    await _tamper(db, backend, floats, 1, column="hash_alg", value="pyjson-sha256")
+    for job_id, sequence in ((job_ids[1], 4), (floats, 1)):
+        failed = audit(job_id, "--url", node.url)
+        assert failed.returncode == 1 and f"event {sequence} (" in failed.stdout, failed.stdout
+        for verifier in VERIFIERS:
+            verdict = verifier(node, job_id)
+            assert verdict.returncode == 1 and verdict.stdout.startswith(f"BAD {sequence}: "), verdict.stdout
     everything = audit("--all", "--url", node.url)
     assert everything.returncode == 1
-    assert f"{len(job_ids) - 1} of {len(job_ids)} jobs replay" in everything.stdout
+    assert f"{len(job_ids) - 3} of {len(job_ids)} jobs replay" in everything.stdout
 
 
 def test_cleanup_records_check_against_an_archive(node: NodeProcess, database_url: str, tmp_path: Path) -> None:

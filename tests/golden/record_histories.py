@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from app.config import Settings
-from app.domain.canonical import canonical_json, sha256_hex
+from app.domain.canonical import legacy_json, sha256_hex
 from app.domain.job import CancelJob, DeliverExternal, PauseJob, ResumeJob
 from app.domain.manifest import normalize_manifest
 from app.domain.messages import normalize_message
@@ -64,7 +64,7 @@ async def _submit(service: Service, db: Database, *, raw: dict[str, Any] | None 
         assert raw is not None
         manifest, bundle, body = normalize_manifest(raw), None, raw
     submitted = await service.submit(
-        manifest=manifest, bundle=bundle, idempotency_key=None, request_sha256=sha256_hex(canonical_json(body))
+        manifest=manifest, bundle=bundle, idempotency_key=None, request_sha256=sha256_hex(legacy_json(body))
     )
     return submitted.job_id
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from app.domain.canonical import PYJSON
 from app.domain.events import Event
 from app.domain.projection import fold
 from app.domain.runtime_state import fold_runtime
@@ -24,7 +25,7 @@ def load_events(document: dict[str, Any]) -> list[Event]:
         Event(
             position=r["position"], stream_id=r["job_id"], sequence=r["sequence"], event_id=r["event_id"],
             type=r["type"], timestamp=r["timestamp"], job_id=r["job_id"], agent_id=r["agent_id"],
-            payload=r["payload"], hash=r["hash"],
+            payload=r["payload"], hash=r["hash"], hash_alg=r.get("hash_alg", PYJSON),  # v1.0 records have none
         )
         for r in document["events"]
     ]

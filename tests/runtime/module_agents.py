@@ -46,3 +46,18 @@ class InitFails(Broken):
 class EmitsASet(Broken):
     def handle(self, state: Any, message: dict[str, Any], context: dict[str, Any]) -> Any:
         return state, [{"action": "emit_to", "to": "m", "type": "x", "body": {1, 2}}]
+
+
+class EmitsAHugeInteger(Broken):
+    def handle(self, state: Any, message: dict[str, Any], context: dict[str, Any]) -> Any:
+        return state, [{"action": "emit_to", "to": "m", "type": "x", "body": {"n": 2**53 + 1}}]
+
+
+class KeepsAHugeInteger(Broken):
+    def handle(self, state: Any, message: dict[str, Any], context: dict[str, Any]) -> Any:
+        return {"n": -(2**64) - 1}, []
+
+
+class CompletesWithAnExactLargeInteger(Broken):
+    def handle(self, state: Any, message: dict[str, Any], context: dict[str, Any]) -> Any:
+        return state, [{"action": "complete_job", "result": {"n": 2**60, "ratio": 1.0}}]

@@ -119,6 +119,9 @@ M = "tests.runtime.module_agents"
             True,
         ),
         ({"module": f"{M}:EmitsASet"}, "agent m raised TypeError: Object of type set is not JSON serializable", False),
+        # SPEC C.1.2: an int no double equals, in an emitted body or in the state, fails the step.
+        ({"module": f"{M}:EmitsAHugeInteger"}, f"agent m raised ValueError: integer out of range: {2**53 + 1}", False),
+        ({"module": f"{M}:KeepsAHugeInteger"}, f"agent m raised ValueError: integer out of range: {-(2**64) - 1}", False),
     ],
 )
 async def test_module_agent_failures(harness: Harness, config: dict[str, Any], error: str, bootstrap: bool) -> None:
@@ -154,3 +157,27 @@ async def test_executor_stdout_with_an_out_of_range_number_is_plain_data(harness
     assert details["job"]["result"]["output"]["sandbox"]["stdout"].strip() == '{"next_state": {"x": 1e400}}'
     types = [e["type"] for e in await harness.events(job_id)]
     assert types.count("agent_message_received") == 1
+
+
+async def test_a_module_result_is_normalised_to_its_stored_text(harness: Harness) -> None:
+    # SPEC C.1.1: 2**60 is exactly a double and 1.0 is 1 once sealed; the job's result is that value.
+    job_id = await harness.submit(_raw({"module": f"{M}:CompletesWithAnExactLargeInteger"}))
+    details = await harness.wait_status(job_id)
+    assert details["job"]["status"] == "completed", details["job"]["result"]
+    assert details["job"]["result"]["output"] == {"n": 1152921504606847000, "ratio": 1}
+
+
+async def test_executor_stdout_with_an_integer_no_double_equals_fails_the_step(harness: Harness) -> None:
+    manifest = {
+        "manifest_version": "1", "graph_id": "huge_stdout", "entrypoints": ["e"],
+        "nodes": [{"node_id": "e", "agent_type": "executor",
+                   "config": {"command": "echo '{\"next_state\": {\"n\": 9007199254740993}}'", "complete_job": True}}],
+    }
+    job_id = await harness.submit(manifest)
+    details = await harness.wait_status(job_id)
+    assert details["job"]["status"] == "failed"
+    error = "agent e raised ValueError: integer out of range: 9007199254740993"
+    assert details["job"]["result"]["error"] == error
+    types = [e["type"] for e in await harness.events(job_id)]
+    assert types[:3] == ["job_submitted", "job_queued", "job_scheduled"]
+    assert types[-3:] == ["executor_lease_acquired", "executor_lease_released", "job_failed"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -119,6 +120,10 @@ def chain_cases() -> list[dict[str, Any]]:
     unknown[2]["hash_alg"] = "md5"
     broken_link = chain(jcs)
     broken_link[2]["hash"] = "0" * 64
+    relabelled = chain(jcs)
+    relabelled[0]["hash_alg"] = "pyjson-sha256"  # 1e-7 and astral keys: text json.dumps never writes
+    same_bytes = chain([("jcs-sha256", {"n": 1, "big": 1e21})] + jcs)
+    same_bytes[0]["hash_alg"] = "pyjson-sha256"  # both forms write these bytes: nothing to detect
     return [
         {"name": "jcs events with floats, escapes and astral keys", "events": chain(jcs),
          "expect": {"ok": True, "count": 4, "verified": 4, "legacy": [], "firstBad": None}},
@@ -134,7 +139,46 @@ def chain_cases() -> list[dict[str, Any]]:
         {"name": "an unknown hash_alg", "events": unknown, "expect": {"ok": False, "firstBad": {"sequence": 3}}},
         {"name": "a rewritten stored hash breaks the next link", "events": broken_link,
          "expect": {"ok": False, "firstBad": {"sequence": 3}}},
+        {"name": "a jcs event relabelled pyjson is named", "events": relabelled,
+         "expect": {"ok": False, "firstBad": {"sequence": 1}}},
+        {"name": "a label flipped where both forms write the same bytes changes nothing", "events": same_bytes,
+         "expect": {"ok": True, "verified": 5, "legacy": []}},
     ]
+
+
+# The stand-alone Python verifier checks pyjson events too: it names every case the JavaScript
+# one names, and the changed legacy payload as well (None: the history verifies).
+PYTHON_FIRST_BAD = {
+    "jcs events with floats, escapes and astral keys": None,
+    "a history crossing from pyjson to jcs": None,
+    "a changed jcs payload is named": 6,
+    "a changed legacy payload is named as unchecked, not passed": 2,
+    "pyjson after jcs is tampering": 6,
+    "a missing sequence": 3,
+    "an unknown hash_alg": 3,
+    "a rewritten stored hash breaks the next link": 3,
+    "a jcs event relabelled pyjson is named": 1,
+    "a label flipped where both forms write the same bytes changes nothing": None,
+}
+
+
+def load_python_verifier() -> Any:
+    spec = importlib.util.spec_from_file_location("verify_chain", ROOT / "examples" / "audit" / "verify_chain.py")
+    assert spec is not None and spec.loader is not None
+    verifier = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(verifier)
+    return verifier
+
+
+def test_the_python_verifier_names_the_first_bad_sequence_of_the_same_chains() -> None:
+    verifier = load_python_verifier()
+    verdicts = {}
+    for case in chain_cases():
+        count, head, bad = verifier.verify(json.loads(json.dumps(case["events"], ensure_ascii=False)))
+        verdicts[case["name"]] = None if bad is None else bad[0]
+        if bad is None:
+            assert (count, head) == (len(case["events"]), case["events"][-1]["hash"])
+    assert verdicts == PYTHON_FIRST_BAD
 
 
 @needs_node

@@ -1,4 +1,5 @@
-"""`canonical_text` (a request body's digest) writes exactly `canonical_json`'s text (SPEC §1.3)."""
+"""`canonical_text` (a request body's digest) writes exactly `legacy_json`'s text (SPEC §2.7, Appendix B.2:
+the digest keeps that form across v1.1, so an idempotency key retried across the upgrade still matches)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.domain.canonical import canonical_json
+from app.domain.canonical import canonical_json, legacy_json
 from app.domain.events import NewEvent
 from app.http.json_text import canonical_text
 from app.store import event_store
@@ -25,7 +26,7 @@ JSON_VALUES = st.recursive(
 
 @given(value=JSON_VALUES)
 def test_any_json_value_gets_the_canonical_text(value: object) -> None:
-    assert canonical_text(value) == canonical_json(value)
+    assert canonical_text(value) == legacy_json(value)
 
 
 @pytest.mark.parametrize(
@@ -35,7 +36,7 @@ def test_any_json_value_gets_the_canonical_text(value: object) -> None:
 )
 def test_the_floats_msgspec_writes_differently_still_get_the_canonical_text(number: float) -> None:
     value = {"n": number, "s": "0.00001 and 1e5 inside a string"}
-    assert canonical_text(value) == canonical_json(value)
+    assert canonical_text(value) == legacy_json(value)
 
 
 def test_random_doubles_of_every_magnitude_get_the_canonical_text() -> None:
@@ -43,12 +44,12 @@ def test_random_doubles_of_every_magnitude_get_the_canonical_text() -> None:
     numbers = [struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0] for _ in range(20_000)]
     numbers += [rng.uniform(1, 10) * 10.0**e for e in range(-30, 30) for _ in range(200)]
     finite = [n for n in numbers if math.isfinite(n)]
-    assert [canonical_text(n) for n in finite] == [canonical_json(n) for n in finite]
+    assert [canonical_text(n) for n in finite] == [legacy_json(n) for n in finite]
 
 
 def test_keys_sort_by_code_point_across_the_planes() -> None:
     value = {"\ue000": 1, "\U0001f600": 2, "z": 3, "Z": 4, "é": 5, "": 6}
-    assert canonical_text(value) == canonical_json(value)
+    assert canonical_text(value) == legacy_json(value)
 
 
 def test_what_json_refuses_is_still_refused() -> None:
@@ -61,7 +62,7 @@ def test_what_json_refuses_is_still_refused() -> None:
 
 
 def test_sealing_refuses_what_an_agent_produced_and_json_cannot_carry() -> None:
-    # Event payloads go through canonical_json, never the faster encoder: a module that emits a
+    # Event payloads go through canonical_json (RFC 8785), never the faster encoder: a module that emits a
     # set must still fail its step, as json refuses it.
     with pytest.raises(TypeError, match="set is not JSON serializable"):
         event_store.seal("s", None, StreamHead(), [NewEvent("agent_message_emitted", {"body": {1, 2}})], 1)

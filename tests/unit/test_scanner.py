@@ -79,6 +79,8 @@ def test_missing_payloads_is_the_only_error_and_keeps_the_fingerprint(tmp_path: 
         ("", "Expecting value: line 1 column 1 (char 0)"),
         ('{"a": NaN}', "NaN is not a valid JSON value"),
         ('{"a": -1e999}', "number out of range: -1e999"),
+        ('{"a": [9007199254740993]}', "integer out of range: 9007199254740993"),  # SPEC C.1.2
+        ('{"a": -123456789012345678901}', "integer out of range: -123456789012345678901"),
         ('{"a": "x\\u0000y"}', "NUL characters (\\u0000) are not supported"),
         ("[" * 513 + "]" * 513, "nesting deeper than 512 levels"),
         ("[" * 5000 + "]" * 5000, "nesting deeper than 512 levels"),

@@ -13,7 +13,8 @@
 // Events labelled `pyjson-sha256` were hashed over Python's json.dumps text (SPEC Appendix B.2);
 // that text is the JCS text unless the payload holds floats written differently (`1.0`, `1e-05`)
 // or keys that sort differently by code point, so such an event is checked with JCS and, if the
-// hashes differ, reported in `legacy` (not checked) and its stored hash carried forward.
+// hashes differ, reported in `legacy` (not checked) and its stored hash carried forward; if they
+// match over text that json.dumps could not have written, its label was changed (tampering).
 
 const JCS = "jcs-sha256";
 const PYJSON = "pyjson-sha256";
@@ -60,6 +61,33 @@ export function canonicalize(value) {
   // Keys sorted by UTF-16 code units: what Array.prototype.sort compares strings by.
   const keys = Object.keys(value).sort();
   return `{${keys.map((k) => `${serializeString(k)}:${canonicalize(value[k])}`).join(",")}}`;
+}
+
+// Could Python's json.dumps (sorted keys) have written this JCS text? Its integers, yes; its floats
+// only in repr's forms (fixed notation from 1e-4 up to 1e16, else an exponent of two digits or
+// more: `1e-07`, never `1e-7` or `0.000001`); its objects only when code-point order is UTF-16
+// order. A pyjson-sha256 event whose hash JCS reproduces over text json.dumps cannot write was
+// hashed as JCS: its label was changed.
+function pyjsonCouldWrite(value) {
+  if (typeof value === "number") {
+    const text = String(Math.abs(value));
+    if (/^\d+$/.test(text)) return true;
+    const exponent = text.indexOf("e");
+    if (exponent >= 0) return text.length - exponent - 2 >= 2;
+    return Math.abs(value) >= 1e-4;
+  }
+  if (value === null || typeof value !== "object") return true;
+  if (Array.isArray(value)) return value.every(pyjsonCouldWrite);
+  const keys = Object.keys(value).sort();
+  const byCodePoint = [...keys].sort((a, b) => {
+    const [x, y] = [Array.from(a), Array.from(b)];
+    for (let i = 0; i < Math.min(x.length, y.length); i++) {
+      const d = x[i].codePointAt(0) - y[i].codePointAt(0);
+      if (d !== 0) return d;
+    }
+    return x.length - y.length;
+  });
+  return keys.every((k, i) => k === byCodePoint[i]) && keys.every((k) => pyjsonCouldWrite(value[k]));
 }
 
 async function sha256Hex(text) {
@@ -131,7 +159,9 @@ export async function verifyChain(events, options = {}) {
       }
       return report({ sequence, reason: `cannot canonicalize: ${error.message}` });
     }
-    if (recomputed === event.hash) {
+    if (recomputed === event.hash && event.hash_alg === PYJSON && !pyjsonCouldWrite(event.payload)) {
+      return report({ sequence, reason: "labelled pyjson-sha256 but hashed as jcs-sha256" });
+    } else if (recomputed === event.hash) {
       verified += 1;
     } else if (event.hash_alg === PYJSON) {
       legacy.push(sequence);
