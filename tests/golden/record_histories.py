@@ -1,6 +1,7 @@
 """Record golden histories: run the SPEC §13 scenarios once and store their events and projections.
 
     python -m tests.golden.record_histories     # rewrites tests/golden/*.json
+    python -m tests.golden.record_histories --crossing   # the v1.0 -> v1.1 history only
 
 Run it only when a deliberate change of the event schema is accompanied by upcasters; the
 golden test then proves that the recorded (old) histories still replay into the recorded
@@ -141,5 +142,40 @@ async def record(target: Path = GOLDEN) -> None:
         await db.dispose()
 
 
+async def record_crossing(target: Path = GOLDEN) -> None:
+    """The history that crosses v1.0 -> v1.1 (SPEC C.1.3): pause_message_resume's v1.0 events up to
+    the pause in a revision-0001 database, the upgrade, then a message, resume and cancel."""
+    from tests.store.test_hash_upgrade import (
+        api_records,
+        continue_after_upgrade,
+        seed_v1_database,
+        v1_history,
+    )
+
+    scratch = Path(tempfile.mkdtemp())
+    url = f"sqlite+aiosqlite:///{scratch / 'crossing.db'}"
+    history = v1_history()
+    job_id = history[0]["job_id"]
+    await seed_v1_database(url, history)
+    db = Database(url)
+    try:
+        await continue_after_upgrade(db, job_id)
+        records = await api_records(db, job_id)
+        events = await _events(db, job_id)
+    finally:
+        await db.dispose()
+    projection = fold(events)
+    assert projection is not None
+    document = {
+        "scenario": "crossing_pyjson_to_jcs",
+        "events": records,
+        "projection": {"job": job_to_row(projection.job), "agents": [agent_to_row(a) for a in projection.agents.values()]},
+    }
+    (target / "crossing_pyjson_to_jcs.json").write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
+    print(f"crossing_pyjson_to_jcs: {len(records)} events")
+
+
 if __name__ == "__main__":
-    asyncio.run(record())
+    import sys
+
+    asyncio.run(record_crossing() if sys.argv[1:] == ["--crossing"] else record())
