@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from app.domain.canonical import canonical_json, is_out_of_range
+from app.domain.canonical import canonical_json, is_out_of_range, require_string_keys
 
 _IMPORT_LOCK = threading.Lock()
 ELIXIR_PREFIXES = ("MirrorNeuron.", "Elixir.")
@@ -72,6 +72,7 @@ def snapshot(instance: Any, state: Any, agent_id: str) -> Any:
     """The JSON value persisted for a module agent's state."""
     value = instance.snapshot(state) if callable(getattr(instance, "snapshot", None)) else state
     try:
+        require_string_keys(value)
         canonical_json(value)  # exactly what the event store will have to write
     except (TypeError, ValueError, RecursionError) as exc:
         if is_out_of_range(exc):

@@ -27,7 +27,7 @@ from app.domain import agents as builtin
 from app.domain import events as ev
 from app.domain import executor as exd
 from app.domain.agents import Action, Complete, Emit, Record, StepContext, Topology, materialize
-from app.domain.canonical import format_ms
+from app.domain.canonical import format_ms, require_string_keys
 from app.domain.events import Event, NewEvent
 from app.domain.job import Command, CommitStep, FailStep, RecordAgentEvents, Rejected, StartJob
 from app.domain.manifest import executor_uploads
@@ -509,6 +509,7 @@ class JobRunner:
             new_state, raw_actions = await mod.call_handle(
                 instance, self.module_states.get(aid), message, self.module_context(agent)
             )
+            require_string_keys(raw_actions)  # see canonical.require_string_keys
             actions = self._module_actions(aid, raw_actions)
             snap = mod.snapshot(instance, new_state, aid)
         except asyncio.CancelledError:

@@ -58,6 +58,11 @@ class KeepsAHugeInteger(Broken):
         return {"n": -(2**64) - 1}, []
 
 
+class EmitsIntegerKeys(Broken):
+    def handle(self, state: Any, message: dict[str, Any], context: dict[str, Any]) -> Any:
+        return state, [{"action": "emit_to", "to": "m", "type": "x", "body": {10: "a", 9: "b"}}]
+
+
 class CompletesWithAnExactLargeInteger(Broken):
     def handle(self, state: Any, message: dict[str, Any], context: dict[str, Any]) -> Any:
         return state, [{"action": "complete_job", "result": {"n": 2**60, "ratio": 1.0}}]

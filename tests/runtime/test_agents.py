@@ -122,6 +122,8 @@ M = "tests.runtime.module_agents"
         # SPEC C.1.2: an int no double equals, in an emitted body or in the state, fails the step.
         ({"module": f"{M}:EmitsAHugeInteger"}, f"agent m raised ValueError: integer out of range: {2**53 + 1}", False),
         ({"module": f"{M}:KeepsAHugeInteger"}, f"agent m raised ValueError: integer out of range: {-(2**64) - 1}", False),
+        # json.dumps writes {10:, 9:} as "9" first: no canonical reader could reproduce that text.
+        ({"module": f"{M}:EmitsIntegerKeys"}, "agent m raised TypeError: keys must be str, not int", False),
     ],
 )
 async def test_module_agent_failures(harness: Harness, config: dict[str, Any], error: str, bootstrap: bool) -> None:

@@ -22,6 +22,7 @@ from app.domain.canonical import (
     legacy_json,
     parse_json,
     parse_ms,
+    require_string_keys,
     seal_payload,
     sha256_hex,
 )
@@ -129,10 +130,16 @@ def test_canonical_json_examples(value: object, text: str) -> None:
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), {"a": [float("-inf")]}, "\ud800", {"k\udfff": 1},
-                                   {"a": 2**53 + 1}, {1: 2.5}, object()])
+                                   {"a": 2**53 + 1}, {"\U0001f600": {1: 2}}, object()])
 def test_canonical_json_refuses_what_json_cannot_carry(value: object) -> None:
     with pytest.raises((ValueError, TypeError)):
         canonical_json(value)
+
+
+def test_non_string_keys_are_found_anywhere() -> None:
+    require_string_keys({"a": [{"b": ({"c": 1},)}]})
+    with pytest.raises(TypeError, match="keys must be str, not int"):
+        require_string_keys({"a": [{"b": ({10: 1, 9: 2},)}]})
 
 
 def test_stored_text_reads_large_integers_as_doubles() -> None:
