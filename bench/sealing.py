@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--number", type=int, default=2000)
     args = parser.parse_args(argv)
-    print(f"| payload | bytes | pyjson µs (min / median / max) | jcs µs (min / median / max) | jcs / pyjson (median of pairs) |")
+    print("| payload | bytes | pyjson µs (min / median / max) | jcs µs (min / median / max) | jcs / pyjson (median of pairs) |")
     print("|---|---|---|---|---|")
     for name, payload in payloads().items():
         # Old and new in turn (A B A B ...), the ratio taken pair by pair: the machine's speed

@@ -75,11 +75,11 @@ def _canonical(value: Any) -> tuple[str, bool]:
         return _TOKENS.sub(_jcs_token, text), True
     # Without a backslash every `"` delimits a string: the even pieces are the text between them.
     pieces = text.split('"')
-    outside = pieces[::2]
-    if not _numbers_differ("".join(outside)):
+    between = pieces[::2]
+    if not _numbers_differ("".join(between)):
         return text, False
     # One substitution over all the pieces at once (NUL never occurs outside strings in JSON text).
-    pieces[::2] = _NUMBERS.sub(_jcs_number, "\x00".join(outside)).split("\x00")
+    pieces[::2] = _NUMBERS.sub(_jcs_number, "\x00".join(between)).split("\x00")
     return '"'.join(pieces), True
 
 
