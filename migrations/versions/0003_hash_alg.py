@@ -4,8 +4,8 @@ Rows written before v1.1 were hashed over Python's json.dumps text (Appendix B.2
 is added with that as its server default, so no event row is updated (the immutability trigger
 stays in force). v1.1 writes "jcs-sha256" explicitly on every new row.
 
-Revision ID: 0002_hash_alg
-Revises: 0001
+Revision ID: 0003_hash_alg
+Revises: 0002_bundle_archives
 Create Date: 2026-12-06
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_hash_alg"
-down_revision = "0001"
+revision = "0003_hash_alg"
+down_revision = "0002_bundle_archives"
 branch_labels = None
 depends_on = None
 
