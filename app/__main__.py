@@ -118,17 +118,15 @@ async def _serve(settings: Settings, *, api: bool) -> int:
         started = False
     server_task = None
     server = None
+    extra: list[Any] = []
     if sock is not None:
-        import uvicorn
-
+        from app.http import serving
         from app.http.app import create_app
 
         app = create_app(settings, db, service, node_name=node.name)
-        config = uvicorn.Config(
-            app, log_level="warning", lifespan="off", timeout_graceful_shutdown=10, access_log=False
-        )
-        server = uvicorn.Server(config)
-        server_task = asyncio.create_task(server.serve(sockets=[sock]))
+        server = serving.HttpServer(settings.http_server, app, sock)
+        server_task = asyncio.create_task(server.serve())
+        extra = serving.start_extra(settings, sock, node.name)  # MIRROR_NEURON_API_PROCESSES − 1
         log.info("listening on http://%s:%s/api/v1", settings.api_host, settings.api_port)
     memory.freeze_startup_objects()  # start-up is done: modules, app, statements, node
     fenced = asyncio.create_task(node.fenced_out.wait())
@@ -138,8 +136,8 @@ async def _serve(settings: Settings, *, api: bool) -> int:
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     stop.set()
     if server is not None and server_task is not None:
-        server.should_exit = True
-        await asyncio.gather(server_task, return_exceptions=True)
+        server.stop()
+        await asyncio.gather(server_task, serving.stop_extra(extra), return_exceptions=True)
     if starter is not None:
         started = await starter
     if started:

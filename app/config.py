@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import socket
@@ -94,6 +95,8 @@ class Settings:
     temp_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "mirror_neuron")
     log_level: str = "INFO"
     console_enabled: bool = True
+    http_server: str = "uvicorn"
+    api_processes: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -134,6 +137,8 @@ class Settings:
             temp_dir=Path(e.get(p + "TEMP_DIR") or defaults.temp_dir),
             log_level=e.get(p + "LOG_LEVEL", "INFO").upper(),
             console_enabled=_bool(e, p + "CONSOLE", True),
+            http_server=e.get(p + "HTTP_SERVER", "uvicorn").strip().lower(),
+            api_processes=_int(e, p + "API_PROCESSES", 1, minimum=1),
         )
         settings.check()
         return settings
@@ -142,6 +147,10 @@ class Settings:
         """Refuse combinations the spec forbids (SPEC §1.2, §2.1, §10.2)."""
         if not self.api_enabled and not self.runtime_enabled:
             raise ConfigError("both the API and the runtime are disabled")
+        if self.http_server not in ("uvicorn", "granian"):
+            raise ConfigError(f"MIRROR_NEURON_HTTP_SERVER must be uvicorn or granian, got {self.http_server!r}")
+        if self.http_server == "granian" and importlib.util.find_spec("granian") is None:
+            raise ConfigError("MIRROR_NEURON_HTTP_SERVER=granian needs the granian package (pip install granian)")
         if self.lease_ttl_seconds < 2 * self.heartbeat_seconds:
             raise ConfigError(
                 "MIRROR_NEURON_LEASE_TTL_SECONDS must be at least twice MIRROR_NEURON_HEARTBEAT_SECONDS"

@@ -16,3 +16,22 @@ def test_the_pool_size_defaults_to_20_and_is_read_from_the_environment() -> None
 def test_a_bad_pool_size_is_refused_naming_the_variable(raw: str) -> None:
     with pytest.raises(ConfigError, match="^MIRROR_NEURON_DB_POOL_SIZE must be an integer >= 1, got "):
         Settings.from_env({"MIRROR_NEURON_DB_POOL_SIZE": raw})
+
+
+def test_api_processes_and_http_server_default_to_one_uvicorn_process() -> None:
+    settings = Settings.from_env({})
+    assert (settings.api_processes, settings.http_server) == (1, "uvicorn")
+    settings = Settings.from_env({"MIRROR_NEURON_API_PROCESSES": "4", "MIRROR_NEURON_HTTP_SERVER": " Granian "})
+    assert (settings.api_processes, settings.http_server) == (4, "granian")
+
+
+@pytest.mark.parametrize("raw", ["0", "-2", "two", ""])
+def test_a_bad_number_of_api_processes_is_refused_naming_the_variable(raw: str) -> None:
+    with pytest.raises(ConfigError, match="^MIRROR_NEURON_API_PROCESSES must be an integer >= 1, got "):
+        Settings.from_env({"MIRROR_NEURON_API_PROCESSES": raw})
+
+
+@pytest.mark.parametrize("raw", ["hypercorn", "", "uvicorn,granian"])
+def test_an_unknown_http_server_is_refused_naming_the_variable(raw: str) -> None:
+    with pytest.raises(ConfigError, match="^MIRROR_NEURON_HTTP_SERVER must be uvicorn or granian, got "):
+        Settings.from_env({"MIRROR_NEURON_HTTP_SERVER": raw})
