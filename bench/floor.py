@@ -1,7 +1,8 @@
 """The fixed stack's floor: the least a request can cost on Litestar + uvicorn + asyncpg.
 
-A Litestar app served exactly as `mirror-neuron serve` serves ours (uvicorn with uvloop and
-httptools, no access log, one process) that does only the database work of each benchmarked
+A Litestar app served exactly as `mirror-neuron serve` serves ours (the same `HttpServer` of
+app/http/serving.py: uvicorn with uvloop and httptools or Granian, no access log, as many processes
+as MIRROR_NEURON_API_PROCESSES) that does only the database work of each benchmarked
 request and nothing of the runtime's:
 
 * `POST /api/v1/jobs`: decode the JSON body, one `INSERT` of it and its id, autocommit
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -76,31 +78,18 @@ def create_app(pool: asyncpg.Pool) -> Litestar:
     return Litestar([submit, details, page, health], openapi_config=None)
 
 
-async def serve(dsn: str, port: int, server: str) -> None:
+async def serve(dsn: str, sock: socket.socket, server: str) -> None:
+    """Serve the floor on `sock` with the ASGI server `mirror-neuron serve` uses (app/http/serving.py)."""
+    from app.http.serving import HttpServer
+
     pool = await asyncpg.create_pool(dsn, min_size=10, max_size=10)
     async with pool.acquire() as conn:
         await conn.execute(_TABLE)
-    app = create_app(pool)
-    if server == "granian":  # embedded in this loop, as `mirror-neuron serve` embeds it
-        from granian.constants import Interfaces
-        from granian.log import LogLevels
-        from granian.server.embed import Server as Granian
-
-        granian = Granian(app, address="127.0.0.1", port=port, interface=Interfaces.ASGINL, backlog=2048,
-                          log_level=LogLevels.warning)
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, granian.stop)
-        await granian.serve()
-    else:
-        import uvicorn
-
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", port))
-        sock.listen(2048)
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
-        await uvicorn.Server(config).serve(sockets=[sock])
+    http = HttpServer(server, create_app(pool), sock)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, http.stop)
+    await http.serve()
     await pool.close()
 
 
@@ -139,13 +128,30 @@ def main() -> None:
     parser.add_argument("--dsn", required=True, help="libpq DSN of a database migrated by mirror-neuron")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--server", choices=("uvicorn", "granian"),
-                        default=os.environ.get("MIRROR_NEURON_HTTP_SERVER") or "uvicorn",
+                        default=os.environ.get("MIRROR_NEURON_HTTP_SERVER", "uvicorn").strip().lower(),
                         help="the ASGI server (default: as `mirror-neuron serve`, MIRROR_NEURON_HTTP_SERVER)")
+    parser.add_argument("--processes", type=int, default=int(os.environ.get("MIRROR_NEURON_API_PROCESSES") or 1),
+                        help="processes sharing the port (default: as ours, MIRROR_NEURON_API_PROCESSES)")
     args = parser.parse_args()
     import uvloop
 
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", args.port))
+    sock.listen(2048)
+    children = []
+    for _ in range(args.processes - 1):  # like MIRROR_NEURON_API_PROCESSES: the others share the socket
+        pid = os.fork()
+        if pid == 0:
+            children = []
+            break
+        children.append(pid)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(serve(args.dsn, args.port, args.server))
+        runner.run(serve(args.dsn, sock, args.server))
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
 
 
 if __name__ == "__main__":
