@@ -1,17 +1,20 @@
 """MIRROR_NEURON_API_PROCESSES=N (SPEC C.5.13): N processes serve the API on one port, one node registers.
 
-A real `mirror-neuron serve` with N=2 on each database and under each HTTP server: the extra process is found as the first's
-child; each process is shown to serve on its own by stopping the other (SIGSTOP: the kernel then
-hands every new connection to the one still accepting); a job submitted through the extra process is
-run by the first process's node; the node list holds one node; SIGTERM to the first ends both.
+A real `mirror-neuron serve` with N=2 on each database and under each HTTP server: the extra process
+is found as the first's child; requests are made on new connections while one process is frozen
+(SIGSTOP), so the kernel hands the connection to the other, and the process that accepted it is read
+from /proc (the owner of the server side of the TCP connection) — the first and the extra process
+each answer reads and writes; a job submitted through the extra process is run by the first
+process's node; the node list holds one node; SIGTERM to the first ends both.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import json
 import os
 import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +57,59 @@ def _alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] != "Z"
 
 
-@contextmanager
-def _stopped(pid: int) -> Iterator[None]:
-    """The process frozen (SIGSTOP) for the block: it accepts no connection meanwhile."""
-    os.kill(pid, signal.SIGSTOP)
+def _socket_owners(pids: list[int]) -> dict[int, int]:
+    """Socket inode → the pid (among `pids`) holding it open."""
+    owners = {}
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                link = os.readlink(fd)
+                if link.startswith("socket:["):
+                    owners[int(link[8:-1])] = pid
+    return owners
+
+
+def _acceptor(server_port: int, client_port: int, pids: list[int]) -> int | None:
+    """The process holding the server side of the TCP connection from `client_port`, once accepted."""
+    owners = _socket_owners(pids)
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, inode = fields[1], fields[2], int(fields[9])
+        if int(local.rsplit(":", 1)[1], 16) == server_port and int(remote.rsplit(":", 1)[1], 16) == client_port:
+            return owners.get(inode)
+    return None
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    states = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            stat = (task / "stat").read_text()
+            states.append(stat[stat.rindex(")") + 2])
+    return bool(states) and all(state in "Tt" for state in states)
+
+
+def _through(node: NodeProcess, other: int, pids: list[int], method: str, path: str, body: Any = None) -> tuple[int, Any, int]:
+    """One request on a new connection while `other` is frozen (SIGSTOP), so that the remaining process
+    accepts it; `other` is thawed as soon as the connection is accepted (it may hold a lock the request
+    needs). Returns the status, the body and the pid that accepted the connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=60)
+    os.kill(other, signal.SIGSTOP)
     try:
-        yield
+        # SIGSTOP is delivered asynchronously: connect once every thread of `other` is stopped
+        # (Granian accepts in a thread of its own).
+        wait_for(lambda: _all_threads_stopped(other), 30, f"process {other} to stop")
+        conn.connect()
+        client_port = conn.sock.getsockname()[1]
+        data = None if body is None else json.dumps(body).encode()
+        conn.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
+        acceptor = wait_for(lambda: _acceptor(node.port, client_port, pids), 30, "the connection to be accepted")
     finally:
-        os.kill(pid, signal.SIGCONT)
+        os.kill(other, signal.SIGCONT)
+    response = conn.getresponse()
+    status, payload = response.status, json.loads(response.read() or b"null")
+    conn.close()
+    return status, payload, acceptor
 
 
 def _completed(node: NodeProcess, job_id: str) -> bool:
@@ -87,20 +135,20 @@ def test_two_api_processes_serve_one_port_and_one_node_registers(
         assert len(extra) == 1, extra
         second = extra[0]
 
-        with _stopped(second):  # the first process alone
-            status, body = node.request("POST", "/api/v1/jobs", TRIVIAL)
-            assert status == 201, body
-            via_first = body["job_id"]
+        pids = [first, second]
+        status, body, acceptor = _through(node, second, pids, "POST", "/api/v1/jobs", TRIVIAL)
+        assert (status, acceptor) == (201, first), body
+        via_first = body["job_id"]
         wait_for(lambda: _completed(node, via_first), 60, "the job submitted through the first process")
 
-        with _stopped(first):  # the extra process alone: it reads and writes
-            status, body = node.request("GET", f"/api/v1/jobs/{via_first}")
-            assert status == 200 and body["job"]["status"] == "completed", body
-            status, body = node.request("POST", "/api/v1/jobs", TRIVIAL)
-            assert status == 201, body
-            via_second = body["job_id"]
-            status, nodes = node.request("GET", "/api/v1/nodes")
-            assert status == 200, nodes
+        # The extra process alone: it reads and writes.
+        status, body, acceptor = _through(node, first, pids, "GET", f"/api/v1/jobs/{via_first}")
+        assert (status, acceptor, body["job"]["status"]) == (200, second, "completed"), body
+        status, body, acceptor = _through(node, first, pids, "POST", "/api/v1/jobs", TRIVIAL)
+        assert (status, acceptor) == (201, second), body
+        via_second = body["job_id"]
+        status, nodes, acceptor = _through(node, first, pids, "GET", "/api/v1/nodes")
+        assert (status, acceptor) == (200, second), nodes
         # The node (in the first process) runs what the extra process accepted.
         wait_for(lambda: _completed(node, via_second), 60, "the job submitted through the extra process")
 
