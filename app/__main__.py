@@ -34,10 +34,9 @@ def _settings() -> Settings:
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=getattr(logging, settings.log_level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from app.ops import logs
+
+    logs.configure(settings.log_format, settings.log_level, node=settings.node_name)
 
 
 # ------------------------------------------------------------------ server side
@@ -82,12 +81,21 @@ async def _start_node_when_ready(node: Any, stop: asyncio.Event) -> bool:
 
 
 async def _serve(settings: Settings, *, api: bool) -> int:
+    from app.ops import listener, metrics, tracing
     from app.runtime import memory
     from app.runtime.node import Node
     from app.service import Service
     from app.store.database import Database
 
     sock = _bind(settings.api_host, settings.api_port) if api else None
+    try:
+        ops_sock = None if settings.metrics_port is None else listener.bind(settings.metrics_host, settings.metrics_port)
+    except listener.ListenError as exc:
+        print(f"mirror-neuron: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if ops_sock is not None:
+        metrics.enable()
+    tracing.configure_from_env(settings.node_name)
     db = Database(
         settings.database_url,
         pool_size=settings.db_pool_size,
@@ -101,6 +109,8 @@ async def _serve(settings: Settings, *, api: bool) -> int:
         return EXIT_FAILED
     service = Service(db)
     node = Node(settings, db, service)
+    identity = listener.NodeIdentity(node.name, node.incarnation, node.ttl_ms, service.clock)
+    ops = None if ops_sock is None else listener.serve(ops_sock, listener.OpsApp(db, identity))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -111,10 +121,11 @@ async def _serve(settings: Settings, *, api: bool) -> int:
     try:
         await node.start()
         starter: asyncio.Task[bool] | None = None
-        started = True
+        started = identity.registered = True
     except Exception as exc:
         log.warning("node start failed (%s); serving and retrying", type(exc).__name__)
         starter = asyncio.create_task(_start_node_when_ready(node, stop))
+        starter.add_done_callback(lambda task: setattr(identity, "registered", not task.cancelled() and task.result()))
         started = False
     server_task = None
     server = None
@@ -135,6 +146,7 @@ async def _serve(settings: Settings, *, api: bool) -> int:
         waiters.append(server_task)  # type: ignore[arg-type]
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     stop.set()
+    identity.shutting_down = True  # /readyz answers 503 from now on
     if server is not None and server_task is not None:
         server.stop()
         await asyncio.gather(server_task, serving.stop_extra(extra), return_exceptions=True)
@@ -144,6 +156,10 @@ async def _serve(settings: Settings, *, api: bool) -> int:
         await node.stop()
     for waiter in waiters:
         waiter.cancel()
+    if ops is not None:
+        ops[0].should_exit = True
+        await asyncio.gather(ops[1], return_exceptions=True)
+    tracing.shutdown()
     await db.dispose()
     return EXIT_FAILED if node.fenced_out.is_set() else EXIT_OK
 

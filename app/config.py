@@ -97,6 +97,9 @@ class Settings:
     console_enabled: bool = True
     http_server: str = "uvicorn"
     api_processes: int = 1
+    log_format: str = "text"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -108,6 +111,10 @@ class Settings:
         if mode is not None and mode not in ("manual", "interval"):
             raise ConfigError(f"{p}BUNDLE_RELOAD_MODE must be manual or interval, got {mode!r}")
         bundles = e.get(p + "BUNDLES_DIR")
+        log_format = e.get(p + "LOG_FORMAT", "text").strip().lower()
+        if log_format not in ("text", "json"):
+            raise ConfigError(f"{p}LOG_FORMAT must be text or json, got {e.get(p + 'LOG_FORMAT')!r}")
+        metrics_port = _int(e, p + "METRICS_PORT", 0, minimum=1) if e.get(p + "METRICS_PORT") else None
         settings = cls(
             api_enabled=_bool(e, p + "API_ENABLED", True),
             api_host=e.get(p + "API_HOST", defaults.api_host),
@@ -139,6 +146,9 @@ class Settings:
             console_enabled=_bool(e, p + "CONSOLE", True),
             http_server=e.get(p + "HTTP_SERVER", "uvicorn").strip().lower(),
             api_processes=_int(e, p + "API_PROCESSES", 1, minimum=1),
+            log_format=log_format,
+            metrics_host=e.get(p + "METRICS_HOST") or defaults.metrics_host,
+            metrics_port=metrics_port,
         )
         settings.check()
         return settings
@@ -154,6 +164,10 @@ class Settings:
         if self.lease_ttl_seconds < 2 * self.heartbeat_seconds:
             raise ConfigError(
                 "MIRROR_NEURON_LEASE_TTL_SECONDS must be at least twice MIRROR_NEURON_HEARTBEAT_SECONDS"
+            )
+        if self.metrics_port is not None and (self.metrics_port > 65535 or (self.api_enabled and self.metrics_port == self.api_port)):
+            raise ConfigError(
+                f"MIRROR_NEURON_METRICS_PORT must be a free TCP port other than MIRROR_NEURON_API_PORT, got {self.metrics_port}"
             )
         if self.api_enabled and not is_loopback(self.api_host) and not self.api_token and not self.allow_insecure:
             raise ConfigError(

@@ -55,6 +55,9 @@ from app.domain.job import (
     submitted_payload,
 )
 from app.domain.projection import JobProjection, fold
+from app.ops import lifecycle, metrics, tracing
+from app.ops import origin as ops_origin
+from app.ops.origin import NOBODY, Origin
 from app.store import archives, event_store, leases, projector, wakeups
 from app.store import nodes as nodes_store
 from app.store.database import Database, is_unavailable
@@ -140,6 +143,7 @@ class _Pending:
     fence: Fence | None
     future: asyncio.Future[Outcome]
     after: _Pending | None = None
+    origin: Origin = NOBODY  # the caller's request id and trace context (app/ops/origin.py)
 
 
 def _chain_broken(pending: _Pending, settled: dict[_Pending, Outcome | BaseException]) -> bool:
@@ -195,6 +199,7 @@ class Service:
         self._listeners.append(listener)
 
     def _notify(self, stream_id: str, recorded: list[Event]) -> None:
+        lifecycle.committed(stream_id, recorded)
         for listener in self._listeners:
             try:
                 listener(stream_id, recorded)
@@ -256,7 +261,8 @@ class Service:
         for command in commands:
             if isinstance(command, FENCED_COMMANDS) and fence is None:
                 raise ValueError(f"{type(command).__name__} must carry the job lease")
-            chain.append(_Pending(job_id, command, fence, loop.create_future(), chain[-1] if chain else None))
+            after = chain[-1] if chain else None
+            chain.append(_Pending(job_id, command, fence, loop.create_future(), after, ops_origin.capture()))
         self._queue.extend(chain)
         self._start_batches()
         results: list[Outcome | BaseException] = []
@@ -290,6 +296,10 @@ class Service:
 
     async def _run_batch(self, batch: list[_Pending]) -> None:
         live = [p for p in batch if not p.future.done()]
+        with tracing.write_transaction([p.origin.trace for p in live], [p.job_id for p in live]):
+            await self._run_live(live)
+
+    async def _run_live(self, live: list[_Pending]) -> None:
         if len(live) > 1:
             try:
                 results = await self._execute_many(live)
@@ -302,16 +312,19 @@ class Service:
                     raise
                 return
             if results is not None:
+                metrics.batch_committed(len(live))
                 for p, settled in zip(live, results, strict=True):
                     if isinstance(settled, Outcome) and settled.events:
-                        self._notify(p.job_id, settled.events)
+                        with ops_origin.acting_for(p.origin):
+                            self._notify(p.job_id, settled.events)
                     _settle(p, settled)
                 return
         for i, p in enumerate(live):  # one command, or a batch that conflicted: one transaction each
             try:
                 if _chain_broken(p, {}):
                     raise _chain_dropped()
-                result: Outcome | BaseException = await self._execute_one(p.job_id, p.command, p.fence)
+                with ops_origin.acting_for(p.origin):
+                    result: Outcome | BaseException = await self._execute_one(p.job_id, p.command, p.fence)
             except Exception as exc:
                 result = exc
             except BaseException as exc:  # cancelled (loop shutdown): nobody may wait forever
@@ -403,6 +416,7 @@ class Service:
                 if isinstance(command, SubmitJob):
                     raise  # a taken job id or Idempotency-Key: `submit` decides what to do
                 continue
+            metrics.batch_committed(1)
             if outcome.events:
                 self._notify(job_id, outcome.events)
             return outcome
@@ -503,9 +517,11 @@ class Service:
         for _ in range(MAX_ATTEMPTS):
             try:
                 async with self.db.write() as conn:
-                    return await self._append_other(conn, ev.SYSTEM_STREAM, new_events)
+                    recorded = await self._append_other(conn, ev.SYSTEM_STREAM, new_events)
             except ConcurrencyConflict:
                 continue
+            lifecycle.committed(ev.SYSTEM_STREAM, recorded)
+            return recorded
         raise ConcurrencyConflict(ev.SYSTEM_STREAM)
 
     async def _append_other(
@@ -589,9 +605,11 @@ class Service:
                 async with self.db.write() as conn:
                     if first is not None:
                         await first(conn)
-                    return await self._bundle_in(conn, bundle_id, stream_id, decision)
+                    recorded = await self._bundle_in(conn, bundle_id, stream_id, decision)
             except ConcurrencyConflict:
                 continue
+            lifecycle.committed(stream_id, recorded)
+            return recorded
         raise ConcurrencyConflict(stream_id)
 
     async def _bundle_in(
@@ -729,8 +747,8 @@ class NodeRegistry:
                         )
                         for n in lost
                     ]
-                    if audit:
-                        await self.service._append_other(conn, ev.SYSTEM_STREAM, audit)
+                    recorded = await self.service._append_other(conn, ev.SYSTEM_STREAM, audit) if audit else []
+                lifecycle.committed(ev.SYSTEM_STREAM, recorded)
                 return [n["node"] for n in lost]
             except ConcurrencyConflict:
                 continue
@@ -744,7 +762,8 @@ class NodeRegistry:
                 async with self.service.db.write() as conn:
                     if await write(conn) is False:
                         return  # the row belongs to another incarnation: nothing of ours to record
-                    await self.service._append_other(conn, ev.SYSTEM_STREAM, [NewEvent(type_, payload)])
+                    recorded = await self.service._append_other(conn, ev.SYSTEM_STREAM, [NewEvent(type_, payload)])
+                lifecycle.committed(ev.SYSTEM_STREAM, recorded)
                 return
             except ConcurrencyConflict:
                 continue

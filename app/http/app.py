@@ -17,6 +17,7 @@ from app.http.events import EventsController
 from app.http.jobs import JobsController
 from app.http.schemas import security_components
 from app.http.system import SystemController
+from app.ops.requests import RequestObserver
 from app.service import Service
 from app.store.database import Database
 
@@ -56,4 +57,6 @@ def create_app(settings: Settings, db: Database, service: Service, *, node_name:
     )
     # Authentication comes before routing (SPEC §2.1): unknown paths and wrong methods get 401 too.
     app.asgi_handler = BearerGate(app.asgi_handler, settings.api_token, console=settings.console_enabled)
+    # Outermost: every answer, a 401 included, gets its request id, access line and metrics (C.5.8).
+    app.asgi_handler = RequestObserver(app.asgi_handler)
     return app

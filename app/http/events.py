@@ -25,6 +25,7 @@ from app.http.schemas import (
     responses,
     text_parameter,
 )
+from app.ops import metrics
 from app.store import read_model
 from app.store.event_store import api_record, read_job_event_rows, read_stream_rows
 
@@ -151,9 +152,22 @@ async def _feed_reader(conn: AsyncConnection, after: int, size: int) -> tuple[li
     return await read_job_event_rows(conn, after=min(after, MAX_POSITION), limit=size), False
 
 
-def _stream(api: Api, query: FeedQuery, read: BatchReader, cursor_of: Callable[[Any], int]) -> Stream:
+async def _followed(body: AsyncIterator[bytes], feed: str) -> AsyncIterator[bytes]:
+    """`body`, counted in `mirror_neuron_followers{feed}` while the client follows it."""
+    with metrics.following(feed):
+        try:
+            async for chunk in body:
+                yield chunk
+        finally:
+            await body.aclose()  # type: ignore[attr-defined]
+
+
+def _stream(
+    api: Api, query: FeedQuery, read: BatchReader, cursor_of: Callable[[Any], int], feed: str
+) -> Stream:
+    body = frames(api, query, read, cursor_of)
     return Stream(
-        frames(api, query, read, cursor_of),
+        _followed(body, feed) if query.follow else body,
         media_type=_MEDIA_TYPES[query.mode],
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -208,7 +222,7 @@ class EventsController(Controller):
             if await read_model.stream_tip(conn, job_id) is None:
                 raise job_not_found(job_id)
             if query.mode != JSON:
-                return _stream(api, query, _job_reader(job_id), _sequence)
+                return _stream(api, query, _job_reader(job_id), _sequence, "job")
             wanted = None if query.limit is None else query.limit + 1
             found = await read_stream_rows(conn, job_id, after=min(query.after, MAX_SEQUENCE), limit=wanted)
         page = found if query.limit is None else found[: query.limit]
@@ -237,7 +251,7 @@ class EventsController(Controller):
             after=after, limit=limit, follow=follow, last_event_id=last_event_id, accept=accept
         )
         if query.mode != JSON:
-            return _stream(api, query, _feed_reader, _position)
+            return _stream(api, query, _feed_reader, _position, "global")
         async with api.db.read() as conn:
             start = min(query.after, MAX_POSITION)
             page = await read_job_event_rows(conn, after=start, limit=query.limit or 100)

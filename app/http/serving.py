@@ -41,7 +41,7 @@ class HttpServer:
             import uvicorn
 
             config = uvicorn.Config(
-                app, log_level="warning", lifespan="off", timeout_graceful_shutdown=10, access_log=False
+                app, log_level="warning", log_config=None, lifespan="off", timeout_graceful_shutdown=10, access_log=False
             )
             self._server = uvicorn.Server(config)
         self._sock = sock

@@ -34,6 +34,7 @@ from app.domain.job import (
 from app.domain.manifest import seed_payloads
 from app.domain.messages import normalize_message
 from app.domain.runtime_state import JobRuntime, fold_runtime
+from app.ops import metrics
 from app.runtime import memory
 from app.runtime import modules as mod
 from app.runtime.bundle_cache import BundleCache, BundleUnavailable
@@ -215,7 +216,11 @@ class Node:
             await asyncio.wait([self._mirror_task], timeout=10)
         try:
             async with self.db.write() as conn:  # also leases of bootstraps cut short
-                await leases.release_all(conn, self.incarnation, self.service.clock())
+                released = await leases.release_all(conn, self.incarnation, self.service.clock())
+            log.info(
+                "node %s shutting down: released %d job lease(s) (%d by its runners, %d left over)",
+                self.name, len(runners) + released, len(runners), released,
+            )
             await self.registry.stopped(self.name, self.incarnation)
         except Exception as exc:
             log.warning("could not record node_stopped: %s", type(exc).__name__)
@@ -314,6 +319,8 @@ class Node:
             if mine:
                 await leases.renew_owned(conn, self.incarnation, owned, now_ms=now, ttl_ms=self.ttl_ms)
             held = await leases.held_tokens(conn, self.incarnation, now)
+        if mine:
+            metrics.leases_renewed(len(owned))
         if not mine:
             # Another incarnation took our name, or another node declared us lost (our leases
             # have expired and our jobs are being recovered elsewhere): fence ourselves out.
@@ -383,6 +390,7 @@ class Node:
     def _forget_finished(self) -> None:
         for job_id in [j for j, r in self.runners.items() if r.done.is_set()]:
             del self.runners[job_id]
+        metrics.runners_active(len(self.runners))
 
     def _free_slots(self) -> int:
         return self.settings.max_active_jobs - len(self.runners)
@@ -600,6 +608,7 @@ class Node:
             self._wake.set()
             return
         self.runners[runner.job_id] = runner
+        metrics.runners_active(len(self.runners))
         runner.start()
         # A finished job frees a slot: schedule at once rather than at the next poll.
         waiter = asyncio.ensure_future(runner.done.wait())

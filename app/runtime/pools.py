@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from app.ops import metrics
+
 DEFAULT_POOL = "default"
 DEFAULT_CAPACITY = 4
 _DIGITS = re.compile(r"[0-9]+")
@@ -107,6 +109,7 @@ class _Waiter:
 class _Pool:
     """One pool's capacity, FIFO queue and held leases."""
 
+    name: str
     capacity: int
     in_use: int = 0
     queue: deque[_Waiter] = field(default_factory=deque)
@@ -146,7 +149,9 @@ class ExecutorPools:
         on_change: LeaseObserver | None = None,
         clock: Callable[[], int] = _epoch_ms,
     ) -> None:
-        self._pools = {name: _Pool(capacity) for name, capacity in capacities.items()}
+        self._pools = {name: _Pool(name, capacity) for name, capacity in capacities.items()}
+        for pool in self._pools.values():
+            metrics.pool_changed(pool.name, pool.capacity, 0, 0)
         self._pool_of: dict[str, str] = {}
         self._on_change = on_change
         self._clock = clock
@@ -214,16 +219,20 @@ class ExecutorPools:
         return state
 
     def _drain(self, pool: _Pool) -> None:
-        """Grant queued requests from the head while they fit; the head blocks everything behind it."""
+        """Grant queued requests from the head while they fit; the head blocks everything behind it.
+
+        Every change of a pool (a request, a grant, a release, a withdrawal) ends here.
+        """
         while pool.queue:
             head = pool.queue[0]
             if head.future.done():  # cancelled, its task has not withdrawn it yet
                 pool.queue.popleft()
                 continue
             if pool.in_use + head.slots > pool.capacity:
-                return
+                break
             pool.queue.popleft()
             head.future.set_result(self._grant(pool, head))
+        metrics.pool_changed(pool.name, pool.capacity, pool.in_use, len(pool.queue))
 
     def _grant(self, pool: _Pool, waiter: _Waiter) -> LeaseGrant:
         """Record a grant for a request that fits."""

@@ -33,6 +33,7 @@ from app.domain.job import Command, CommitStep, FailStep, RecordAgentEvents, Rej
 from app.domain.manifest import executor_uploads
 from app.domain.messages import message_id_from_bytes, received_payload
 from app.domain.runtime_state import AgentRuntime, JobRuntime
+from app.ops import metrics, tracing
 from app.runtime import modules as mod
 from app.runtime.bundle_cache import BundleCache
 from app.runtime.executor import AttemptRequest, run_attempt
@@ -112,7 +113,8 @@ class JobRunner:
     def stop(self, *, lease_lost: bool = False, graceful: bool = False) -> None:
         """Stop every agent (killing running commands) and then give the lease up."""
         if lease_lost and not self._lease_lost:
-            log.warning("lost the lease of %s; stopping it without writing", self.job_id)
+            log.warning("lost the lease of %s; stopping it without writing", self.job_id, extra={"job_id": self.job_id})
+            metrics.lease_lost()
         self._lease_lost = self._lease_lost or lease_lost
         self._graceful = self._graceful or graceful
         if self._stopping:
@@ -307,12 +309,14 @@ class JobRunner:
             self.stop(lease_lost=True)
 
     async def _step(self, agent: AgentRuntime, message: dict[str, Any], expected: int) -> None:
-        if agent.agent_type == "executor":
-            await self._executor_step(agent, message, expected)
-        elif agent.agent_type == "module":
-            await self._module_step(agent, message, expected)
-        else:
-            await self._builtin_step(agent, message, expected)
+        attributes = {"job_id": self.job_id, "agent_id": agent.agent_id, "agent_type": agent.agent_type}
+        with tracing.span("mirror_neuron.agent_step", attributes):
+            if agent.agent_type == "executor":
+                await self._executor_step(agent, message, expected)
+            elif agent.agent_type == "module":
+                await self._module_step(agent, message, expected)
+            else:
+                await self._builtin_step(agent, message, expected)
 
     def _step_context(self, agent: AgentRuntime, message: dict[str, Any]) -> StepContext:
         return StepContext(
@@ -417,7 +421,7 @@ class JobRunner:
         attempt = 0
         while True:
             attempt += 1
-            outcome = await run_attempt(request)
+            outcome = await metrics.executor_attempt(run_attempt(request))
             if outcome.ok:
                 break
             error = outcome.error or "executor attempt failed"

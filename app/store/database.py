@@ -17,6 +17,8 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, Inter
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util.concurrency import await_
 
+from app.ops import metrics
+
 # A pooled Postgres connection idle for longer than this is pinged before use (one `;` round
 # trip). SQLAlchemy's pool_pre_ping costs three round trips (BEGIN, `;`, ROLLBACK) on every
 # checkout, which was a third of all round trips of a busy node; a connection returned to the
@@ -125,6 +127,14 @@ async def driver_fetch(conn: AsyncConnection, sql: str, params: Sequence[Any]) -
         return list(await cursor.fetchall())
 
 
+def _count_checkouts(engine: AsyncEngine) -> None:
+    """Keep `mirror_neuron_db_pool_in_use` at the number of connections checked out of the pool."""
+    pool = engine.sync_engine.pool
+    event.listen(pool, "checkout", lambda *_: metrics.connection_checked_out())
+    # Called for every connection returned, invalidated ones included (then with None).
+    event.listen(pool, "checkin", lambda *_: metrics.connection_checked_in())
+
+
 class Database:
     """A writer and a reader engine over one database URL."""
 
@@ -159,6 +169,8 @@ class Database:
             self.reader = self.writer
         else:
             raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
+        for engine in {id(e): e for e in (self.writer, self.reader)}.values():
+            _count_checkouts(engine)
 
     @property
     def is_postgres(self) -> bool:
@@ -177,11 +189,14 @@ class Database:
         """
         if not self.is_postgres:
             async with self.writer.begin() as conn:
+                started = time.perf_counter()
                 yield conn
+            metrics.transaction_committed(time.perf_counter() - started)
             return
         async with self.writer.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             raw = _asyncpg_of(conn)
+            started = time.perf_counter()
             transaction = await _begin(conn, raw)
             try:
                 yield conn
@@ -189,6 +204,7 @@ class Database:
                 await _rollback(conn, raw, transaction)
                 raise
             await _driver_call(conn, raw, transaction.commit(), "COMMIT")
+            metrics.transaction_committed(time.perf_counter() - started)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

@@ -291,10 +291,11 @@ async def renew_owned(
         )
 
 
-async def release_all(conn: AsyncConnection, incarnation: str, now_ms: int) -> None:
-    """Graceful shutdown: mark every lease of this incarnation released (SPEC §10.4)."""
-    await conn.execute(
+async def release_all(conn: AsyncConnection, incarnation: str, now_ms: int) -> int:
+    """Graceful shutdown: mark every lease of this incarnation released (SPEC §10.4); returns how many."""
+    result = await conn.execute(
         update(job_leases)
         .where(and_(job_leases.c.incarnation == incarnation, job_leases.c.released.is_(False)))
         .values(released=True, expires_at_ms=now_ms)
     )
+    return int(result.rowcount or 0)
