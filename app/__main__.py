@@ -43,18 +43,13 @@ def _logging(settings: Settings) -> None:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP. Without it
-    # Nagle holds the body of a keep-alive response until the client's delayed ACK (~40 ms).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    from app.ops.listener import ListenError, bind
+
     try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        print(f"mirror-neuron: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        sock = bind(host, port, backlog=2048)
+    except ListenError as exc:
+        print(f"mirror-neuron: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_FAILED) from None
-    sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
@@ -91,7 +86,7 @@ async def _serve(settings: Settings, *, api: bool) -> int:
     try:
         ops_sock = None if settings.metrics_port is None else listener.bind(settings.metrics_host, settings.metrics_port)
     except listener.ListenError as exc:
-        print(f"mirror-neuron: {exc}", file=sys.stderr)
+        print(f"mirror-neuron: {exc} (the operations listener, MIRROR_NEURON_METRICS_PORT)", file=sys.stderr)
         return EXIT_FAILED
     if ops_sock is not None:
         metrics.enable()

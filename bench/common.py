@@ -414,6 +414,13 @@ def terminate(proc: subprocess.Popen[Any]) -> None:
             proc.wait()
 
 
+def _own_metrics_port(env: dict[str, str]) -> None:
+    """With MIRROR_NEURON_METRICS_PORT set (`--b-env MIRROR_NEURON_METRICS_PORT=1`: metrics on), give
+    every process a free port of its own, as a deployment does."""
+    if env.get("MIRROR_NEURON_METRICS_PORT"):
+        env["MIRROR_NEURON_METRICS_PORT"] = str(free_port())
+
+
 class Server:
     """A real `mirror-neuron serve` process on a free port."""
 
@@ -431,6 +438,7 @@ class Server:
             "MIRROR_NEURON_TEMP_DIR": str(cfg.workdir / "staging"),
             **env,
         }
+        _own_metrics_port(self.env)
         self.proc: subprocess.Popen[bytes] | None = None
         self.rss: RssSampler | None = None
         self.profiler: Profiler | None = None
@@ -476,6 +484,7 @@ class Worker:
         self.env = {**server.env, "MIRROR_NEURON_NODE_NAME": f"bench-{name}", **env}
         self.env.pop("MIRROR_NEURON_API_PORT", None)
         self.env.pop("MIRROR_NEURON_RUNTIME_ENABLED", None)
+        _own_metrics_port(self.env)
         self.proc: subprocess.Popen[bytes] | None = None
         self.profiler: Profiler | None = None
         self._log = server.cfg.workdir / f"worker_{name}.log"

@@ -33,20 +33,19 @@ class ListenError(Exception):
     """The operations listener cannot bind its address."""
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on `host:port`; raises ListenError naming the address."""
+def bind(host: str, port: int, *, backlog: int = 128) -> socket.socket:
+    """A listening TCP socket on `host:port` (the API's and this listener's); raises ListenError naming it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP. Without it
+    # Nagle holds the body of a keep-alive response until the client's delayed ACK (~40 ms).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise ListenError(
-            f"cannot open the operations listener on {host}:{port} (MIRROR_NEURON_METRICS_PORT): "
-            f"{exc.strerror or exc}"
-        ) from None
-    sock.listen(128)
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(backlog)
     return sock
 
 

@@ -311,7 +311,7 @@ def test_uploads_cannot_leave_the_bundle(secured: SecuredNode, secret_file: Path
     # A bundle whose upload is a symlink out of payloads/ is never registered.
     status, answer = secured.request("POST", "/api/v1/jobs", {"bundle_id": "escapes"})
     assert (status, answer) == (404, {"error": "Bundle escapes not found"})
-    assert "upload source leak for node reader must be inside payloads/" in secured.log()
+    assert "upload source leak for node reader must be inside payloads/" in secured.log_text()
     # A registered bundle whose payload is swapped for such a symlink: submission and reload refuse it.
     details = _finished(secured, {"bundle_id": "reads_data"})
     assert details["job"]["result"]["output"]["sandbox"]["stdout"] == "d"

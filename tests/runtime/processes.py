@@ -70,7 +70,12 @@ class NodeProcess:
         raise AssertionError(f"{self.name} did not become ready: {self.log()}")
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+        """The end of the log, for failure messages."""
+        return self.log_text()[-4000:]
+
+    def log_text(self) -> str:
+        """The whole log (every request writes an access line: a warning soon leaves the end)."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()

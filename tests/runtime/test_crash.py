@@ -111,7 +111,7 @@ def test_a_paused_owner_cannot_write_after_losing_its_lease(
         owner.signal(signal.SIGCONT)
         wait_for(lambda: _status(other, job_id) in ("completed", "failed", "cancelled"), 60, "completion")
         _assert_exactly_once(other, job_id)
-        wait_for(lambda: "lost the lease" in owner.log() or "another incarnation" in owner.log(), 15, "owner to notice")
+        wait_for(lambda: "lost the lease" in owner.log_text() or "another incarnation" in owner.log_text(), 15, "owner to notice")
     finally:
         if owner.process is not None and owner.process.poll() is None:
             owner.signal(signal.SIGCONT)
