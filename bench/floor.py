@@ -33,6 +33,8 @@ import asyncpg
 import msgspec
 from litestar import Litestar, Request, get, post
 
+from app.http.serving import die_with_parent
+
 _JOB = "SELECT * FROM jobs WHERE job_id = $1"
 _AGENTS = "SELECT * FROM agents WHERE job_id = $1"
 _RECENT = "SELECT * FROM events WHERE stream_id = $1 AND sequence > 0 ORDER BY sequence DESC LIMIT 25"
@@ -83,8 +85,6 @@ async def serve(dsn: str, sock: socket.socket, server: str) -> None:
     from app.http.serving import HttpServer
 
     pool = await asyncpg.create_pool(dsn, min_size=10, max_size=10)
-    async with pool.acquire() as conn:
-        await conn.execute(_TABLE)
     http = HttpServer(server, create_app(pool), sock)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -123,6 +123,14 @@ class FloorServer:
             terminate(self.proc)
 
 
+async def _create_table(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(_TABLE)
+    finally:
+        await conn.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dsn", required=True, help="libpq DSN of a database migrated by mirror-neuron")
@@ -139,11 +147,13 @@ def main() -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))
     sock.listen(2048)
+    asyncio.run(_create_table(args.dsn))  # once, before forking: concurrent CREATE TABLE IF NOT EXISTS can fail
     children = []
     for _ in range(args.processes - 1):  # like MIRROR_NEURON_API_PROCESSES: the others share the socket
         pid = os.fork()
         if pid == 0:
             children = []
+            die_with_parent()
             break
         children.append(pid)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

@@ -111,7 +111,7 @@ async def stop_extra(procs: list[subprocess.Popen[bytes]]) -> None:
     await asyncio.gather(*(asyncio.to_thread(wait, p) for p in procs))
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: be sent SIGTERM if the first process dies without stopping us."""
     with contextlib.suppress(Exception):
         import ctypes
@@ -155,7 +155,7 @@ def main() -> int:
               file=sys.stderr)
         return 2
     parent = os.getppid()
-    _die_with_parent()
+    die_with_parent()
     from app.__main__ import _logging, _run_service, _settings
 
     settings = _settings()
