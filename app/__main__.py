@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from app.config import ConfigError, Settings
+from app.store.database_url import failure, shown
 
 log = logging.getLogger("mirror_neuron")
 
@@ -33,10 +34,26 @@ def _settings() -> Settings:
         raise SystemExit(EXIT_USAGE) from None
 
 
+# Libraries whose chatter is not the service's: alembic's "setup plugin ..." lines at every
+# migration, and aiosqlite's DEBUG line per statement (they bury ours at LOG_LEVEL=DEBUG).
+QUIET_LOGGERS = ("alembic.runtime.plugins", "aiosqlite")
+
+
 def _logging(settings: Settings) -> None:
     from app.ops import logs
 
     logs.configure(settings.log_format, settings.log_level, node=settings.node_name)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mirror-neuron")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 # ------------------------------------------------------------------ server side
@@ -61,14 +78,14 @@ async def _migrate_if_asked(settings: Settings, db: Any) -> None:
         await upgrade_to_head(db.writer)
 
 
-async def _start_node_when_ready(node: Any, stop: asyncio.Event) -> bool:
+async def _start_node_when_ready(node: Any, stop: asyncio.Event, url: str) -> bool:
     """Register the node; without a migrated database keep trying (readiness says 503 meanwhile)."""
     while not stop.is_set():
         try:
             await node.start()
             return True
         except Exception as exc:  # database down or not migrated yet
-            log.warning("node start failed (%s); retrying in 2 s", type(exc).__name__)
+            log.warning("node start failed (%s); retrying in 2 s", failure(exc, url))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2):
                     await stop.wait()
@@ -99,7 +116,7 @@ async def _serve(settings: Settings, *, api: bool) -> int:
     try:
         await _migrate_if_asked(settings, db)
     except Exception as exc:
-        log.error("migration failed: %s", type(exc).__name__)
+        log.error("migration of %s failed: %s", shown(settings.database_url), failure(exc, settings.database_url))
         await db.dispose()
         return EXIT_FAILED
     service = Service(db)
@@ -118,8 +135,8 @@ async def _serve(settings: Settings, *, api: bool) -> int:
         starter: asyncio.Task[bool] | None = None
         started = identity.registered = True
     except Exception as exc:
-        log.warning("node start failed (%s); serving and retrying", type(exc).__name__)
-        starter = asyncio.create_task(_start_node_when_ready(node, stop))
+        log.warning("node start failed (%s); serving and retrying", failure(exc, settings.database_url))
+        starter = asyncio.create_task(_start_node_when_ready(node, stop, settings.database_url))
         starter.add_done_callback(lambda task: setattr(identity, "registered", not task.cancelled() and task.result()))
         started = False
     server_task = None
@@ -196,10 +213,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return _run_service(_serve(settings, api=False))
 
 
-async def _with_db(work: Any) -> Any:
+async def _with_db(work: Any, url: str | None = None) -> Any:
     from app.store.database import Database
 
-    db = Database(_settings().database_url)
+    db = Database(url or _settings().database_url)
     try:
         return await work(db)
     finally:
@@ -213,7 +230,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     async def work(db: Any) -> None:
         await upgrade_to_head(db.writer)
 
-    asyncio.run(_with_db(work))
+    settings = _settings()
+    _logging(settings)
+    try:
+        asyncio.run(_with_db(work, settings.database_url))
+    except Exception as exc:
+        log.error("migration of %s failed: %s", shown(settings.database_url), failure(exc, settings.database_url))
+        return EXIT_FAILED
     print(f"database at revision {head_revision()}")
     return EXIT_OK
 
@@ -449,6 +472,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mirror-neuron", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the HTTP API and the runtime node").set_defaults(func=cmd_serve)
     sub.add_parser("worker", help="run a runtime node without the HTTP API").set_defaults(func=cmd_worker)

@@ -11,9 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.store.database_url import DatabaseUrlError, async_url
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./mirror_neuron.db"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigError(Exception):
@@ -53,6 +56,21 @@ def _seconds(env: Mapping[str, str], name: str, default: float | None) -> float 
     if not value > 0 or value != value or value == float("inf"):
         raise ConfigError(f"{name} must be a positive number of seconds, got {raw!r}")
     return value
+
+
+def _database_url(env: Mapping[str, str], name: str) -> str:
+    try:
+        return async_url(env.get(name, DEFAULT_DATABASE_URL))
+    except DatabaseUrlError as exc:
+        raise ConfigError(f"{name} {exc}") from None
+
+
+def _log_level(env: Mapping[str, str], name: str) -> str:
+    raw = env.get(name, "INFO")
+    level = raw.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"{name} must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+    return level
 
 
 def is_loopback(host: str) -> bool:
@@ -122,7 +140,7 @@ class Settings:
             api_token=e.get(p + "API_TOKEN") or None,
             allow_insecure=_bool(e, p + "ALLOW_INSECURE", False),
             max_body_bytes=_int(e, p + "MAX_BODY_BYTES", defaults.max_body_bytes, minimum=1),
-            database_url=e.get(p + "DATABASE_URL", DEFAULT_DATABASE_URL),
+            database_url=_database_url(e, p + "DATABASE_URL"),
             db_pool_size=_int(e, p + "DB_POOL_SIZE", defaults.db_pool_size, minimum=1),
             auto_migrate=_bool(e, p + "AUTO_MIGRATE", True),
             node_name=e.get(p + "NODE_NAME") or defaults.node_name,
@@ -142,7 +160,7 @@ class Settings:
             executor_timeout_seconds=_seconds(e, p + "EXECUTOR_TIMEOUT_SECONDS", 3600.0) or 3600.0,
             executor_output_cap_bytes=_int(e, p + "EXECUTOR_OUTPUT_CAP_BYTES", 1024 * 1024, minimum=1),
             temp_dir=Path(e.get(p + "TEMP_DIR") or defaults.temp_dir),
-            log_level=e.get(p + "LOG_LEVEL", "INFO").upper(),
+            log_level=_log_level(e, p + "LOG_LEVEL"),
             console_enabled=_bool(e, p + "CONSOLE", True),
             http_server=e.get(p + "HTTP_SERVER", "uvicorn").strip().lower(),
             api_processes=_int(e, p + "API_PROCESSES", 1, minimum=1),

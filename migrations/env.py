@@ -9,6 +9,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.store.database_url import DatabaseUrlError, async_url
 from app.store.tables import metadata
 
 DEFAULT_URL = "sqlite+aiosqlite:///./mirror_neuron.db"
@@ -41,7 +42,10 @@ def run() -> None:
     if connection is not None:
         _configure(connection)
         return
-    url = os.environ.get("MIRROR_NEURON_DATABASE_URL", DEFAULT_URL)
+    try:
+        url = async_url(os.environ.get("MIRROR_NEURON_DATABASE_URL", DEFAULT_URL))
+    except DatabaseUrlError as exc:
+        raise SystemExit(f"MIRROR_NEURON_DATABASE_URL {exc}") from None
     asyncio.run(_run_async(url))
 
 

@@ -12,14 +12,28 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = Path(__file__).resolve().parents[1]  # app/
+# An installed wheel carries alembic.ini and migrations/ in app/_alembic/ (setup.py copies them);
+# a checkout or an editable install has them at the repository root.
+PACKAGED_INI = PACKAGE / "_alembic" / "alembic.ini"
+CHECKOUT_INI = PACKAGE.parent / "alembic.ini"
 MIGRATE_LOCK_KEY = 0x4D4E_4D49_4752  # arbitrary constant shared by every node: "MNMIGR"
+
+
+def alembic_ini() -> Path:
+    """The alembic.ini this code runs with: the installed package's, else the checkout's."""
+    return PACKAGED_INI if PACKAGED_INI.is_file() else CHECKOUT_INI
 
 
 def alembic_config() -> Config:
     """The project's Alembic configuration, independent of the working directory."""
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    ini = alembic_ini()
+    cfg = Config(str(ini))
+    cfg.set_main_option("script_location", str(ini.parent / "migrations"))
+    # The ini's `prepend_sys_path = .` serves `alembic upgrade head` in a checkout. Here `app` is
+    # imported already, and putting the working directory first on sys.path would let any `app/`
+    # directory where a service happens to start shadow the installed package.
+    cfg.set_main_option("prepend_sys_path", "")
     return cfg
 
 
