@@ -26,9 +26,13 @@ log = logging.getLogger("mirror_neuron")
 EXIT_OK, EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE = 0, 1, 2, 2
 
 
-def _settings() -> Settings:
+def _settings(*, serving: bool = True) -> Settings:
+    """The settings, or exit naming the bad variable. A command that neither listens nor runs jobs
+    (`migrate`, `rebuild`, `verify`) is not held to the listener's rules: the image listens on
+    0.0.0.0 by default, and its `migrate` needs no API token."""
+    env = os.environ if serving else dict(os.environ, MIRROR_NEURON_API_ENABLED="0", MIRROR_NEURON_RUNTIME_ENABLED="1")
     try:
-        return Settings.from_env()
+        return Settings.from_env(env)
     except ConfigError as exc:
         print(f"mirror-neuron: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
@@ -216,7 +220,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 async def _with_db(work: Any, url: str | None = None) -> Any:
     from app.store.database import Database
 
-    db = Database(url or _settings().database_url)
+    db = Database(url or _settings(serving=False).database_url)
     try:
         return await work(db)
     finally:
@@ -230,7 +234,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     async def work(db: Any) -> None:
         await upgrade_to_head(db.writer)
 
-    settings = _settings()
+    settings = _settings(serving=False)
     _logging(settings)
     try:
         asyncio.run(_with_db(work, settings.database_url))

@@ -275,7 +275,9 @@ async def test_postgres_url_forms_migrate_and_library_chatter_stays_out_of_a_deb
     name, url = await create_pg_database("mn_urlform")
     try:
         libpq_style = url.replace("postgresql+asyncpg://", "postgres://", 1) + "?sslmode=disable"
-        done = _app(tmp_path, "migrate", MIRROR_NEURON_DATABASE_URL=libpq_style, MIRROR_NEURON_LOG_LEVEL="debug")
+        # As in the image: listening on 0.0.0.0 by default, and no token, which only `serve` needs.
+        done = _app(tmp_path, "migrate", MIRROR_NEURON_DATABASE_URL=libpq_style, MIRROR_NEURON_LOG_LEVEL="debug",
+                    MIRROR_NEURON_API_HOST="0.0.0.0")
         assert done.returncode == 0, done.stderr
         assert "Running upgrade" in done.stderr  # alembic's own account of the migration stays
         assert "alembic.runtime.plugins" not in done.stderr and "setup plugin" not in done.stderr
@@ -285,3 +287,33 @@ async def test_postgres_url_forms_migrate_and_library_chatter_stays_out_of_a_deb
     assert sqlite.returncode == 0 and (tmp_path / "debug.db").is_file(), sqlite.stderr
     assert "Running upgrade" in sqlite.stderr
     assert " aiosqlite:" not in sqlite.stderr and "setup plugin" not in sqlite.stderr, sqlite.stderr[-2000:]
+
+
+# ------------------------------------------------------------------ the image's HEALTHCHECK
+
+
+def test_the_healthcheck_asks_the_node_in_its_container(database_url: str, tmp_path: Path) -> None:
+    from app.healthcheck import main, probe_url
+
+    assert probe_url({"MIRROR_NEURON_API_HOST": "0.0.0.0", "MIRROR_NEURON_API_PORT": "4100"}) == (
+        "http://127.0.0.1:4100/api/v1/health/ready"
+    )
+    assert probe_url({"MIRROR_NEURON_METRICS_PORT": "9400", "MIRROR_NEURON_METRICS_HOST": "::"}) == "http://[::1]:9400/readyz"
+    assert probe_url({"MIRROR_NEURON_API_ENABLED": "0"}) is None
+    assert main({"MIRROR_NEURON_API_ENABLED": "0"}) == 0  # a worker without a listener: nothing to ask
+    port = free_port()
+    env = {"MIRROR_NEURON_API_PORT": str(port), "MIRROR_NEURON_API_TOKEN": "health-token"}
+    log_path = tmp_path / "health.log"
+    with open(log_path, "wb") as log:
+        node = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, **env, "MIRROR_NEURON_DATABASE_URL": database_url, "MIRROR_NEURON_TEMP_DIR": str(tmp_path)},
+        )
+    try:
+        wait_for(lambda: node.poll() is not None or main(env) == 0, 60, "the healthcheck to pass")
+        assert node.poll() is None, log_path.read_text()
+        assert main({**env, "MIRROR_NEURON_API_TOKEN": "wrong"}) == 1  # 401 is not ready
+    finally:
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(timeout=60) == 0, log_path.read_text()
+    assert main(env) == 1  # nobody listens any more
