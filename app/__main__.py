@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from app.config import ConfigError, Settings
-from app.store.database_url import failure, shown
 
 log = logging.getLogger("mirror_neuron")
 
@@ -84,6 +83,8 @@ async def _migrate_if_asked(settings: Settings, db: Any) -> None:
 
 async def _start_node_when_ready(node: Any, stop: asyncio.Event, url: str) -> bool:
     """Register the node; without a migrated database keep trying (readiness says 503 meanwhile)."""
+    from app.store.database_url import failure
+
     while not stop.is_set():
         try:
             await node.start()
@@ -102,6 +103,7 @@ async def _serve(settings: Settings, *, api: bool) -> int:
     from app.runtime.node import Node
     from app.service import Service
     from app.store.database import Database
+    from app.store.database_url import failure, shown
 
     sock = _bind(settings.api_host, settings.api_port) if api else None
     try:
@@ -229,6 +231,7 @@ async def _with_db(work: Any, url: str | None = None) -> Any:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Upgrade the database to the newest migration."""
+    from app.store.database_url import failure, shown
     from app.store.migrate import head_revision, upgrade_to_head
 
     async def work(db: Any) -> None:
@@ -426,6 +429,7 @@ def _print_job_audit(result: Any) -> None:
 def _audit_cleanups(args: argparse.Namespace) -> int:
     from app.audit import audit_cleanups
     from app.store.database import Database
+    from app.store.database_url import DatabaseUrlError, async_url
 
     if not args.database_url:
         print("error: --cleanups needs --database-url (it reads the system stream)", file=sys.stderr)
@@ -435,8 +439,14 @@ def _audit_cleanups(args: argparse.Namespace) -> int:
         with open(args.archive, encoding="utf-8") as handle:
             archive = [json.loads(line) for line in handle if line.strip()]
 
+    try:
+        url = async_url(args.database_url)
+    except DatabaseUrlError as exc:
+        print(f"error: --database-url {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
     async def work() -> Any:
-        db = Database(args.database_url)
+        db = Database(url)
         try:
             return await audit_cleanups(db, archive)
         finally:

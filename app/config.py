@@ -11,8 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.store.database_url import DatabaseUrlError, async_url
-
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./mirror_neuron.db"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -59,6 +57,9 @@ def _seconds(env: Mapping[str, str], name: str, default: float | None) -> float 
 
 
 def _database_url(env: Mapping[str, str], name: str) -> str:
+    # Imported here: SQLAlchemy's URL parser costs client commands (submit, jobs) nothing this way.
+    from app.store.database_url import DatabaseUrlError, async_url
+
     try:
         return async_url(env.get(name, DEFAULT_DATABASE_URL))
     except DatabaseUrlError as exc:

@@ -94,6 +94,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"app/_alembic/alembic.ini", "app/_alembic/migrations/env.py", "app/_alembic/migrations/script.py.mako"} <= names
     assert {f"app/_alembic/migrations/versions/{p.name}" for p in (ROOT / "migrations" / "versions").glob("*.py")} <= names
+    # Every file the package reads at run time ships, the console's static files included.
+    data = {str(p.relative_to(ROOT)) for p in (ROOT / "app").rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    assert data <= names, sorted(data - names)
     shutil.rmtree(source)
     return venv / "bin"
 
