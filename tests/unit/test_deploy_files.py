@@ -141,3 +141,19 @@ def test_dockerignore_lets_in_exactly_what_the_dockerfile_copies() -> None:
     assert lines[0] == "*"  # everything is left out unless let back in below
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     assert copied == allowed
+
+
+def test_postgres_has_connections_for_the_api_and_fifteen_workers() -> None:
+    """README "Sizing the Postgres pool": pool + half again in bursts + one LISTEN per node."""
+    services = _compose()["services"]
+    command = " ".join(services["postgres"]["command"])
+    setting = re.search(r"max_connections=(\d+)", command)
+    assert setting, command
+    max_connections = int(setting.group(1))
+
+    def most(name: str) -> int:
+        pool = int(_env(services[name]).get("MIRROR_NEURON_DB_POOL_SIZE", "20"))
+        return pool + pool // 2 + 1
+
+    superuser_reserved = 3  # PostgreSQL's default, kept for administration
+    assert most("api") + 15 * most("worker") + 1 <= max_connections - superuser_reserved
