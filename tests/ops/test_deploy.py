@@ -50,3 +50,26 @@ def test_every_alert_uses_exposed_metrics() -> None:
         assert set(NAME.findall(rule["expr"])) <= exposed, rule
     scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     assert scrape["rule_files"] == ["/etc/prometheus/alerts.yml"]
+
+
+def test_the_observability_profile_scrapes_every_node() -> None:
+    root = DEPLOY.parent
+    services = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]
+    for name in ("prometheus", "grafana"):
+        assert services[name]["profiles"] == ["observability"], name
+        assert all(str(port).startswith("127.0.0.1:") for port in services[name]["ports"]), name
+        for mount in services[name]["volumes"]:
+            source = mount.split(":")[0]
+            if source.startswith("./"):
+                assert (root / source).exists(), mount
+    scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    discovery = scrape["scrape_configs"][0]["dns_sd_configs"][0]
+    assert set(discovery["names"]) <= set(services)
+    for name in discovery["names"]:
+        env = services[name]["environment"]
+        assert env["MIRROR_NEURON_METRICS_PORT"] == str(discovery["port"]), name
+        assert env["MIRROR_NEURON_METRICS_HOST"] == "0.0.0.0", name
+        assert not any(str(discovery["port"]) in str(port) for port in services[name].get("ports", [])), name
+    provider = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "dashboards" / "mirror-neuron.yml").read_text())
+    mounted = {m.split(":")[1] for m in services["grafana"]["volumes"]}
+    assert provider["providers"][0]["options"]["path"] in mounted
