@@ -7,6 +7,7 @@ import ipaddress
 import os
 import socket
 import tempfile
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,18 @@ def _log_level(env: Mapping[str, str], name: str) -> str:
     return level
 
 
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of exact browser origins (`scheme://host[:port]`); `*` is refused (C.5.7)."""
+    origins = tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+    for origin in origins:
+        if origin == "*":
+            raise ConfigError(f"{name} must list origins exactly; \"*\" is not allowed")
+        parts = urllib.parse.urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or origin != f"{parts.scheme}://{parts.netloc}":
+            raise ConfigError(f"{name}: {origin!r} is not an origin such as https://example.org:8443")
+    return origins
+
+
 def is_loopback(host: str) -> bool:
     """True for 127.0.0.0/8, ::1 and localhost."""
     if host.strip().lower() == "localhost":
@@ -92,6 +105,8 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 4000
     api_token: str | None = None
+    api_read_token: str | None = None
+    cors_origins: tuple[str, ...] = ()
     allow_insecure: bool = False
     max_body_bytes: int = 10 * 1024 * 1024
     database_url: str = DEFAULT_DATABASE_URL
@@ -139,6 +154,8 @@ class Settings:
             api_host=e.get(p + "API_HOST", defaults.api_host),
             api_port=_int(e, p + "API_PORT", 4000),
             api_token=e.get(p + "API_TOKEN") or None,
+            api_read_token=e.get(p + "API_READ_TOKEN") or None,
+            cors_origins=_origins(e, p + "CORS_ORIGINS"),
             allow_insecure=_bool(e, p + "ALLOW_INSECURE", False),
             max_body_bytes=_int(e, p + "MAX_BODY_BYTES", defaults.max_body_bytes, minimum=1),
             database_url=_database_url(e, p + "DATABASE_URL"),
@@ -188,6 +205,10 @@ class Settings:
             raise ConfigError(
                 f"MIRROR_NEURON_METRICS_PORT must be a free TCP port other than MIRROR_NEURON_API_PORT, got {self.metrics_port}"
             )
+        if self.api_read_token is not None and self.api_token is None:
+            raise ConfigError("MIRROR_NEURON_API_READ_TOKEN is set without MIRROR_NEURON_API_TOKEN; set both or neither")
+        if self.api_read_token is not None and self.api_read_token == self.api_token:
+            raise ConfigError("MIRROR_NEURON_API_READ_TOKEN must differ from MIRROR_NEURON_API_TOKEN")
         if self.api_enabled and not is_loopback(self.api_host) and not self.api_token and not self.allow_insecure:
             raise ConfigError(
                 f"refusing to listen on {self.api_host} without MIRROR_NEURON_API_TOKEN; "

@@ -56,7 +56,13 @@ def create_app(settings: Settings, db: Database, service: Service, *, node_name:
         debug=False,
     )
     # Authentication comes before routing (SPEC §2.1): unknown paths and wrong methods get 401 too.
-    app.asgi_handler = BearerGate(app.asgi_handler, settings.api_token, console=settings.console_enabled)
+    app.asgi_handler = BearerGate(
+        app.asgi_handler,
+        settings.api_token,
+        console=settings.console_enabled,
+        read_token=settings.api_read_token,
+        cors_origins=settings.cors_origins,
+    )
     # Outermost: every answer, a 401 included, gets its request id, access line and metrics (C.5.8).
     app.asgi_handler = RequestObserver(app.asgi_handler)
     return app

@@ -248,7 +248,7 @@ class BundlesController(Controller):
         operation_id="reloadBundle",
         status_code=200,
         responses=responses(
-            {200: (Reloaded | ReloadUnchanged, "Reloaded, or no change detected")}, (400, 404, 422)
+            {200: (Reloaded | ReloadUnchanged, "Reloaded, or no change detected")}, (400, 403, 404, 422)
         ),
     )
     async def reload(self, api: ApiDep, bundle_id: FromPath[str]) -> Response[dict[str, Any]]:

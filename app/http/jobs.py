@@ -89,7 +89,7 @@ class JobsController(Controller):
                 201: (Submitted, "Job submitted"),
                 200: (Submitted, "Idempotent replay of an earlier submission"),
             },
-            (400, 404, 409, 413, 415),
+            (400, 403, 404, 409, 413, 415),
         ),
     )
     async def submit(
@@ -144,7 +144,7 @@ class JobsController(Controller):
         "/cleanup",
         operation_id="cleanupJobs",
         status_code=200,
-        responses=responses({200: (Cleanup, "Deleted jobs, ascending job id")}, (400, 405)),
+        responses=responses({200: (Cleanup, "Deleted jobs, ascending job id")}, (400, 403, 405)),
     )
     async def cleanup(
         self,
@@ -177,7 +177,7 @@ class JobsController(Controller):
         JOB + "/cancel",
         operation_id="cancelJob",
         status_code=200,
-        responses=responses({200: (StatusChange, "Cancelled (or already cancelled)")}, (400, 404, 409)),
+        responses=responses({200: (StatusChange, "Cancelled (or already cancelled)")}, (400, 403, 404, 409)),
     )
     async def cancel(self, api: ApiDep, job_id: FromPath[str]) -> dict[str, str]:
         """Cancel a live job; idempotent for a cancelled one."""
@@ -188,7 +188,7 @@ class JobsController(Controller):
         JOB + "/pause",
         operation_id="pauseJob",
         status_code=200,
-        responses=responses({200: (StatusChange, "Paused")}, (400, 404, 409)),
+        responses=responses({200: (StatusChange, "Paused")}, (400, 403, 404, 409)),
     )
     async def pause(self, api: ApiDep, job_id: FromPath[str]) -> dict[str, str]:
         """Pause a running job."""
@@ -199,7 +199,7 @@ class JobsController(Controller):
         JOB + "/resume",
         operation_id="resumeJob",
         status_code=200,
-        responses=responses({200: (StatusChange, "Resumed: the job runs again")}, (400, 404, 409)),
+        responses=responses({200: (StatusChange, "Resumed: the job runs again")}, (400, 403, 404, 409)),
     )
     async def resume(self, api: ApiDep, job_id: FromPath[str]) -> dict[str, str]:
         """Resume a paused job."""
@@ -211,7 +211,7 @@ class JobsController(Controller):
         operation_id="deliverMessage",
         operation_class=operation_class(body=EXTERNAL_MESSAGE_SCHEMA, required=True),
         status_code=202,
-        responses=responses({202: (MessageAccepted, "Message delivered")}, (400, 404, 409, 413, 415)),
+        responses=responses({202: (MessageAccepted, "Message delivered")}, (400, 403, 404, 409, 413, 415)),
     )
     async def deliver(
         self, request: Request[Any, Any, Any], api: ApiDep, job_id: FromPath[str]

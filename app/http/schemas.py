@@ -358,6 +358,7 @@ class Uploaded(msgspec.Struct):
 _ERROR_DESCRIPTIONS = {
     400: "Invalid request",
     401: "Missing or invalid bearer token",
+    403: "The read-only token (MIRROR_NEURON_API_READ_TOKEN) may only read",
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict with the job's state",
