@@ -1,7 +1,7 @@
 """`mirror-neuron audit`: replay a job's events as an outside auditor and compare with the API.
 
-Over HTTP only: stream `GET /jobs/{id}/events` (NDJSON), recompute the SPEC §1.3 hash chain
-(each event by its `hash_alg`: RFC 8785 for `jcs-sha256`, Appendix B.2 for `pyjson-sha256`, C.1.3),
+Over HTTP only, through `app.client`: stream `GET /jobs/{id}/events` (NDJSON), recompute the SPEC §1.3
+hash chain (each event by its `hash_alg`: RFC 8785 for `jcs-sha256`, Appendix B.2 for `pyjson-sha256`, C.1.3),
 fold the events with the same pure `fold` the server uses (upcasters included), then compare
 every event-derived field of `GET /jobs/{id}`. `--cleanups` is the operator's check of the
 `jobs_cleaned` audit records and needs database access (SPEC Appendix B.25).
@@ -10,13 +10,13 @@ every event-derived field of `GET /jobs/{id}`. `--cleanups` is the operator's ch
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
+from app.client import ApiError, Client
 from app.domain.canonical import HASH_ALGORITHMS, JCS, PYJSON, event_hash
 from app.domain.events import Event
 from app.domain.projection import AgentView, JobProjection, JobView, fold
@@ -32,39 +32,6 @@ AGENT_FIELDS = ("agent_type", "role", "processed_messages", "mailbox_depth", "la
 
 class AuditError(Exception):
     """The server could not be read (not a finding about the log)."""
-
-
-@dataclass
-class Client:
-    """A minimal HTTP client: JSON requests and NDJSON streams, with an optional bearer token."""
-
-    base_url: str
-    token: str | None = None
-    timeout: float = 60.0
-
-    def _open(self, path: str, accept: str) -> Any:
-        request = urllib.request.Request(self.base_url.rstrip("/") + path, headers={"Accept": accept})
-        if self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            return urllib.request.urlopen(request, timeout=self.timeout)
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")
-            raise AuditError(f"GET {path} answered {exc.code}: {detail}") from None
-        except urllib.error.URLError as exc:
-            raise AuditError(f"cannot reach {self.base_url}: {exc.reason}") from None
-
-    def get(self, path: str) -> Any:
-        """GET a JSON document."""
-        with self._open(path, "application/json") as response:
-            return json.loads(response.read())
-
-    def lines(self, path: str) -> Iterator[dict[str, Any]]:
-        """GET an NDJSON stream, one object at a time (constant memory)."""
-        with self._open(path, "application/x-ndjson") as response:
-            for raw in response:
-                if raw.strip():
-                    yield json.loads(raw)
 
 
 @dataclass
@@ -176,17 +143,24 @@ def _replay(chain: ChainCheck, records: Iterable[dict[str, Any]], state: JobProj
     return fold((chain.check(r) for r in records), state)
 
 
+def _records(client: Client, job_id: str, after: int) -> Iterator[dict[str, Any]]:
+    """The job's events after `after` as the API wrote them (streamed, constant memory)."""
+    for event in client.iter_events(job_id, after=after):
+        yield msgspec.to_builtins(event)
+
+
 def audit_job(client: Client, job_id: str, *, attempts: int = 5) -> JobAudit:
     """Audit one job; a live job is re-read until the replay and the API describe the same head."""
-    quoted = urllib.parse.quote(job_id, safe="")
-    chain = ChainCheck(job_id)
-    state = _replay(chain, client.lines(f"/api/v1/jobs/{quoted}/events"), None)
-    for _ in range(attempts):
-        details = client.get(f"/api/v1/jobs/{quoted}")
-        if state is not None and details["job"]["last_sequence"] == state.job.last_sequence:
-            break
-        after = chain.sequence
-        state = _replay(chain, client.lines(f"/api/v1/jobs/{quoted}/events?after={after}"), state)
+    try:
+        chain = ChainCheck(job_id)
+        state = _replay(chain, _records(client, job_id, 0), None)
+        for _ in range(attempts):
+            details = msgspec.to_builtins(client.job(job_id))
+            if state is not None and details["job"]["last_sequence"] == state.job.last_sequence:
+                break
+            state = _replay(chain, _records(client, job_id, chain.sequence), state)
+    except ApiError as exc:
+        raise AuditError(str(exc)) from None
     if state is None:
         return JobAudit(job_id, 0, "", chain.findings + ["the job has no events"])
     findings = chain.findings + compare(state, details)
@@ -195,15 +169,11 @@ def audit_job(client: Client, job_id: str, *, attempts: int = 5) -> JobAudit:
 
 def all_job_ids(client: Client) -> Iterator[str]:
     """Every job id the API lists, page by page."""
-    cursor: str | None = None
-    while True:
-        query = "/api/v1/jobs?limit=1000" + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else "")
-        page = client.get(query)
-        for job in page["data"]:
-            yield job["job_id"]
-        cursor = page.get("next_cursor")
-        if not cursor:
-            return
+    try:
+        for job in client.iter_jobs(page_size=1000):
+            yield job.job_id
+    except ApiError as exc:
+        raise AuditError(str(exc)) from None
 
 
 @dataclass

@@ -22,17 +22,9 @@ from app.domain.events import Event
 from app.http.body import too_large
 from app.http.context import Api, ApiDep
 from app.http.errors import ApiError, bundle_not_found
-from app.http.schemas import (
-    BUNDLE_UPLOAD_SCHEMA,
-    BundleDetail,
-    BundleList,
-    Reloaded,
-    ReloadUnchanged,
-    Uploaded,
-    operation_class,
-    responses,
-)
+from app.http.schemas import BUNDLE_UPLOAD_SCHEMA, operation_class, responses
 from app.store import read_model
+from app.wire import BundleDetail, BundleList, Reloaded, ReloadUnchanged, Uploaded
 
 RELOAD_REASON = "api_request"
 MISSING_UPLOAD = "missing 'bundle' file upload"

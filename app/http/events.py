@@ -20,7 +20,6 @@ from app.http.errors import ApiError, job_not_found
 from app.http.schemas import (
     DIGITS_PATTERN,
     LIMIT_PATTERN,
-    EventPage,
     operation_class,
     responses,
     text_parameter,
@@ -28,6 +27,7 @@ from app.http.schemas import (
 from app.ops import metrics
 from app.store import read_model
 from app.store.event_store import api_record, read_job_event_rows, read_stream_rows
+from app.wire import EventPage
 
 log = logging.getLogger(__name__)
 

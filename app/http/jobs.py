@@ -28,18 +28,13 @@ from app.http.schemas import (
     LIMIT_PATTERN,
     STATUS_LIST,
     SUBMISSION_SCHEMA,
-    Cleanup,
-    JobDetails,
-    JobList,
-    MessageAccepted,
-    StatusChange,
-    Submitted,
     operation_class,
     responses,
     text_parameter,
 )
 from app.http.submission import submit
 from app.store import read_model
+from app.wire import Cleanup, JobDetails, JobList, MessageAccepted, StatusChange, Submitted
 
 JOB = "/{job_id:str}"
 

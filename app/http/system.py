@@ -7,9 +7,10 @@ from typing import Any
 from litestar import Controller, Response, get
 
 from app.http.context import ApiDep
-from app.http.schemas import NO_AUTHENTICATION, Health, NodeList, SystemSummary, Unready, responses
+from app.http.schemas import NO_AUTHENTICATION, responses
 from app.store import read_model
 from app.store.health import readiness
+from app.wire import Health, NodeList, SystemSummary, Unready
 
 
 class SystemController(Controller):
