@@ -33,6 +33,11 @@ AGENT_FIELDS = ("agent_type", "role", "processed_messages", "mailbox_depth", "la
 class AuditError(Exception):
     """The server could not be read (not a finding about the log)."""
 
+    @classmethod
+    def of(cls, exc: ApiError) -> AuditError:
+        """The client's error as the audit reports it."""
+        return cls(exc.error if exc.status == 0 else f"the server answered {exc.status}: {exc.error}")
+
 
 @dataclass
 class ChainCheck:
@@ -160,7 +165,7 @@ def audit_job(client: Client, job_id: str, *, attempts: int = 5) -> JobAudit:
                 break
             state = _replay(chain, _records(client, job_id, chain.sequence), state)
     except ApiError as exc:
-        raise AuditError(str(exc)) from None
+        raise AuditError.of(exc) from None
     if state is None:
         return JobAudit(job_id, 0, "", chain.findings + ["the job has no events"])
     findings = chain.findings + compare(state, details)
@@ -173,7 +178,7 @@ def all_job_ids(client: Client) -> Iterator[str]:
         for job in client.iter_jobs(page_size=1000):
             yield job.job_id
     except ApiError as exc:
-        raise AuditError(str(exc)) from None
+        raise AuditError.of(exc) from None
 
 
 @dataclass
