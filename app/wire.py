@@ -14,6 +14,13 @@ class ErrorBody(msgspec.Struct):
     error: str
 
 
+class InvalidRequest(msgspec.Struct):
+    """A 400: the error sentence, and for a manifest that fails validation every message in order."""
+
+    error: str
+    errors: list[str] = msgspec.field(default_factory=list)
+
+
 class ValidationErrorBody(msgspec.Struct):
     """Manifest validation failure: every message in validation order."""
 

@@ -12,10 +12,11 @@ from app.console.routes import console_routes
 from app.http.auth import BearerGate
 from app.http.bundles import BundlesController, upload_router
 from app.http.context import Api
+from app.http.docs import ReferencePage, assets_router
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.events import EventsController
 from app.http.jobs import JobsController
-from app.http.schemas import security_components
+from app.http.schemas import document_request_bodies, security_components
 from app.http.system import SystemController
 from app.ops.requests import RequestObserver
 from app.service import Service
@@ -39,6 +40,7 @@ def create_app(settings: Settings, db: Database, service: Service, *, node_name:
             EventsController,
             BundlesController,
             upload_router(settings.max_body_bytes),
+            assets_router(),
             *(console_routes() if settings.console_enabled else []),
         ],
         dependencies={"api": Provide(provide_api, sync_to_thread=False, use_cache=True)},
@@ -47,7 +49,7 @@ def create_app(settings: Settings, db: Database, service: Service, *, node_name:
             title="MirrorNeuron",
             version="1.0.0",
             path=OPENAPI_PATH,
-            render_plugins=[JsonRenderPlugin()],
+            render_plugins=[ReferencePage(), JsonRenderPlugin()],
             components=components,
             security=security,
         ),
@@ -55,6 +57,7 @@ def create_app(settings: Settings, db: Database, service: Service, *, node_name:
         logging_config=None,
         debug=False,
     )
+    document_request_bodies(app.openapi_schema)
     # Authentication comes before routing (SPEC §2.1): unknown paths and wrong methods get 401 too.
     app.asgi_handler = BearerGate(
         app.asgi_handler,

@@ -8,28 +8,24 @@ from typing import Any
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     Components,
+    OpenAPI,
     OpenAPIFormat,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
     Operation,
+    Reference,
     RequestBody,
     Schema,
     SecurityRequirement,
     SecurityScheme,
 )
 
+from app.domain import manifest_schema
 from app.domain.events import ALL_STATUSES
-from app.domain.manifest import (
-    AGENT_TYPE_ALIASES,
-    AGENT_TYPES,
-    MAX_EDGES,
-    MAX_ID_LENGTH,
-    MAX_NODES,
-    RECOVERY_MODES,
-)
+from app.domain.manifest_schema import REF
 from app.domain.messages import CONTENT_ENCODINGS
-from app.wire import ErrorBody, ValidationErrorBody
+from app.wire import ErrorBody, InvalidRequest, ValidationErrorBody
 
 _ERROR_DESCRIPTIONS = {
     400: "Invalid request",
@@ -56,7 +52,7 @@ def responses(
     }
     common = (401, 500, 503) if authenticated else (500,)
     for status in sorted({*errors, *common} - set(specs)):
-        shape: Any = ValidationErrorBody if status == 422 else ErrorBody
+        shape: Any = {422: ValidationErrorBody, 400: InvalidRequest}.get(status, ErrorBody)
         specs[status] = ResponseSpec(
             data_container=shape, description=_ERROR_DESCRIPTIONS[status], generate_examples=False
         )
@@ -67,80 +63,17 @@ def responses(
 #
 # The two routes that read a body parse it themselves (SPEC §2.1 orders the size, content-type and
 # JSON checks before anything else), so Litestar cannot infer their request bodies; these schemas
-# document them. They are never stricter than the validation the routes apply: every body the API
-# accepts satisfies them (manifest rules that span several fields, such as edges naming existing
-# nodes, are left to the 400 answer).
+# document them as named components. The submission's come from `app.domain.manifest_schema`, written
+# beside the validator; the message's is exact (schemathesis checks that every body it describes is
+# accepted and every other refused).
 
 _STRING = Schema(type=OpenAPIType.STRING)
-_OBJECT_OR_NULL = Schema(type=[OpenAPIType.OBJECT, OpenAPIType.NULL])
 _ENCODING = Schema(enum=[*CONTENT_ENCODINGS, None])
 
-GRAPH_NODE_SCHEMA = Schema(
-    type=OpenAPIType.OBJECT,
-    required=["node_id", "agent_type"],
-    properties={
-        "node_id": Schema(type=OpenAPIType.STRING, min_length=1, max_length=MAX_ID_LENGTH),
-        "agent_type": Schema(enum=[*AGENT_TYPES, *AGENT_TYPE_ALIASES]),
-        "config": _OBJECT_OR_NULL,
-    },
-)
 
-EDGE_SCHEMA = Schema(
-    type=OpenAPIType.OBJECT,
-    required=["from_node", "to_node", "message_type"],
-    properties={"message_type": Schema(type=OpenAPIType.STRING, min_length=1)},
-)
-
-MANIFEST_SCHEMA = Schema(
-    title="Manifest",
-    description="A raw manifest (SPEC §5); unknown keys are ignored.",
-    type=OpenAPIType.OBJECT,
-    required=["manifest_version", "graph_id", "nodes"],
-    properties={
-        "manifest_version": Schema(schema_not=Schema(type=OpenAPIType.NULL)),
-        "graph_id": Schema(type=OpenAPIType.STRING, pattern=r"^[A-Za-z0-9_.\-]{1,128}$"),
-        "job_name": Schema(type=[OpenAPIType.STRING, OpenAPIType.NULL]),
-        "daemon": Schema(type=OpenAPIType.BOOLEAN),
-        "nodes": Schema(type=OpenAPIType.ARRAY, min_items=1, max_items=MAX_NODES, items=GRAPH_NODE_SCHEMA),
-        "edges": Schema(type=[OpenAPIType.ARRAY, OpenAPIType.NULL], max_items=MAX_EDGES, items=EDGE_SCHEMA),
-        "initial_inputs": Schema(type=[OpenAPIType.OBJECT, OpenAPIType.ARRAY, OpenAPIType.NULL]),
-        "policies": Schema(
-            type=[OpenAPIType.OBJECT, OpenAPIType.NULL],
-            properties={
-                "recovery_mode": Schema(enum=[*RECOVERY_MODES, None]),
-                "max_agent_restart_attempts": Schema(type=[OpenAPIType.INTEGER, OpenAPIType.NULL], minimum=0),
-            },
-        ),
-    },
-    # A body with `bundle_id` or `_bundle_path` is a bundle submission (SPEC §2.7 step 3, C.5.4).
-    schema_not=Schema(any_of=[Schema(required=["bundle_id"]), Schema(required=["_bundle_path"])]),
-)
-
-BUNDLE_SUBMISSION_SCHEMA = Schema(
-    title="BundleSubmission",
-    description="Submit the current version of a registered bundle (SPEC §2.7 (b)).",
-    type=OpenAPIType.OBJECT,
-    required=["bundle_id"],
-    properties={
-        "bundle_id": Schema(type=OpenAPIType.STRING, min_length=1),
-        "initial_inputs": Schema(type=[OpenAPIType.OBJECT, OpenAPIType.ARRAY, OpenAPIType.NULL]),
-    },
-    additional_properties=False,
-)
-
-UPLOADED_SUBMISSION_SCHEMA = Schema(
-    title="UploadedBundleSubmission",
-    description="Submit the version an upload returned as `bundle_path` (SPEC C.2.4, C.5.4).",
-    type=OpenAPIType.OBJECT,
-    required=["_bundle_path"],
-    properties={
-        "_bundle_path": Schema(type=OpenAPIType.STRING, pattern=r"^upload:[A-Za-z0-9_.-]{1,128}@[0-9a-f]{64}$"),
-        "initial_inputs": Schema(type=[OpenAPIType.OBJECT, OpenAPIType.ARRAY, OpenAPIType.NULL]),
-    },
-    additional_properties=False,
-)
-
-SUBMISSION_SCHEMA = Schema(one_of=[MANIFEST_SCHEMA, BUNDLE_SUBMISSION_SCHEMA, UPLOADED_SUBMISSION_SCHEMA])
+def component(name: str) -> Reference:
+    """A reference to one of the document's named schemas."""
+    return Reference(ref=REF + name)
 
 BUNDLE_UPLOAD_SCHEMA = Schema(
     title="BundleUpload",
@@ -150,7 +83,7 @@ BUNDLE_UPLOAD_SCHEMA = Schema(
     properties={"bundle": Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)},
 )
 
-EXTERNAL_MESSAGE_SCHEMA = Schema(
+EXTERNAL_MESSAGE = Schema(
     title="ExternalMessage",
     description="An external message for one agent (SPEC §2.13); an empty body counts as {}.",
     type=OpenAPIType.OBJECT,
@@ -167,6 +100,19 @@ EXTERNAL_MESSAGE_SCHEMA = Schema(
         ),
     },
 )
+
+REQUEST_SCHEMAS: dict[str, Any] = {**manifest_schema.SCHEMAS, "ExternalMessage": EXTERNAL_MESSAGE}
+# Raw JSON Schema dicts pass through Litestar's serialiser as they are (Schema objects are converted).
+SUBMISSION_SCHEMA: Any = manifest_schema.SUBMISSION
+EXTERNAL_MESSAGE_SCHEMA = component("ExternalMessage")
+
+
+def document_request_bodies(document: OpenAPI) -> None:
+    """Add the request-body schemas to the document's components (Litestar fills them with its own)."""
+    schemas = document.components.schemas if document.components is not None else None
+    if schemas is not None:
+        schemas.update(REQUEST_SCHEMAS)
+
 
 # Query and header rules of params.py, as patterns (Appendix B.10: ASCII digits only).
 DIGITS_PATTERN = r"^[0-9]+$"
@@ -194,7 +140,7 @@ STREAM_MEDIA_TYPES = ("application/x-ndjson", "text/event-stream")
 
 def operation_class(
     *,
-    body: Schema | None = None,
+    body: Schema | Reference | None = None,
     required: bool = False,
     streams: bool = False,
     body_media_type: str = "application/json",

@@ -152,7 +152,7 @@ def test_controls_message_and_cleanup(server: NodeProcess) -> None:
 
 def test_bundles_nodes_summary_and_audit(server: NodeProcess) -> None:
     listing = ok(mn(server, "bundles")).splitlines()
-    assert listing[0].split()[:2] == ["BUNDLE", "VERSION"] and any(l.startswith("prime_sweep_4_workers ") for l in listing)
+    assert listing[0].split()[:2] == ["BUNDLE", "VERSION"] and any(row.startswith("prime_sweep_4_workers ") for row in listing)
     assert ok(mn(server, "bundles", "list")) == "\n".join(listing) + "\n"
     bundles = json.loads(ok(mn(server, "bundles", "list", "-o", "json")))
     assert "research_flow_v1" in [b["bundle_id"] for b in bundles]
