@@ -16,8 +16,18 @@ from app.cli import audit, bundles, jobs, system
 COMPLETE_VARIABLE = "_MIRROR_NEURON_COMPLETE"
 
 
+def installed_version() -> str:
+    """The installed distribution's version (a checkout that was never installed says so)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mirror-neuron")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.version_option(package_name="mirror-neuron", prog_name="mirror-neuron", message="%(prog)s %(version)s")
+@click.version_option(installed_version(), prog_name="mirror-neuron", message="%(prog)s %(version)s")
 def cli() -> None:
     """MirrorNeuron: event-sourced runtime for multi-agent job graphs.
 
