@@ -429,7 +429,8 @@ def test_a_failed_migration_logs_no_password(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     output = done.stdout + done.stderr
-    assert "migration failed" in output
+    assert "migration of postgresql+asyncpg://mnuser:***@127.0.0.1:5432/postgres failed" in output
+    assert 'role "mnuser" does not exist' in output  # the cause's own message is logged
     assert PASSWORD not in output and TOKEN not in output
 
 
