@@ -54,6 +54,7 @@ from app.domain.job import (
     decide,
     submitted_payload,
 )
+from app.domain.job import command_id as derive_command_id
 from app.domain.projection import JobProjection, fold
 from app.ops import lifecycle, metrics, tracing
 from app.ops import origin as ops_origin
@@ -62,7 +63,7 @@ from app.store import archives, event_store, leases, projector, wakeups
 from app.store import nodes as nodes_store
 from app.store.database import Database, is_unavailable
 from app.store.event_store import ConcurrencyConflict, StreamHead
-from app.store.leases import Fence
+from app.store.leases import Fence, LeaseLost
 from app.store.nodes import NodeRow
 from app.store.tables import agents, bundles, events, executor_leases, jobs
 
@@ -78,10 +79,16 @@ def now_ms() -> int:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a command appended (nothing for an idempotent no-op) and the job's projection after it."""
+    """What a command appended (nothing for an idempotent no-op) and the job's projection after it.
+
+    `replayed`: the command had committed before (a retry after an unknown outcome, or an HTTP
+    control retried with its Idempotency-Key): `events` are the ones it appended then, and
+    `projection` is None.
+    """
 
     events: list[Event]
     projection: JobProjection | None
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,19 @@ class Submitted:
 
 class IdempotencyMismatch(Exception):
     """The Idempotency-Key was used before with a different request body."""
+
+
+def _needs_lookup(result: Outcome | BaseException) -> bool:
+    """Whether a command that carries an id may have committed in an earlier attempt.
+
+    A command whose events are already in the log cannot append them again: its retry is
+    rejected by `decide` (the step is processed, the job is no longer queued, ...), conflicts on
+    the (stream_id, command_id) unique index, decides nothing (a second cancel), or finds the
+    lease gone (its own terminal commit dropped it).
+    """
+    if isinstance(result, Outcome):
+        return not result.events
+    return isinstance(result, Rejected | ConcurrencyConflict | LeaseLost)
 
 
 def new_job_id(graph_id: str, epoch_ms: int) -> str:
@@ -144,6 +164,15 @@ class _Pending:
     future: asyncio.Future[Outcome]
     after: _Pending | None = None
     origin: Origin = NOBODY  # the caller's request id and trace context (app/ops/origin.py)
+    command_id: str | None = None
+    request_sha256: str | None = None
+
+    def ids_of(self, sealed: list[Event]) -> list[str | None]:
+        """The command id column of this command's sealed events: its id on the first only."""
+        return [self.command_id if i == 0 else None for i in range(len(sealed))]
+
+    def digests_of(self, sealed: list[Event]) -> list[str | None]:
+        return [self.request_sha256 if i == 0 else None for i in range(len(sealed))]
 
 
 def _chain_broken(pending: _Pending, settled: dict[_Pending, Outcome | BaseException]) -> bool:
@@ -234,35 +263,65 @@ class Service:
 
     # ------------------------------------------------------------ job commands
 
-    async def execute(self, job_id: str, command: Command, fence: Fence | None = None) -> Outcome:
+    async def execute(
+        self,
+        job_id: str,
+        command: Command,
+        fence: Fence | None = None,
+        *,
+        command_id: str | None = None,
+        request_sha256: str | None = None,
+    ) -> Outcome:
         """Decide and append `command` for one job; raises Rejected, LeaseLost or DatabaseUnavailable.
 
         Group commit: commands that arrive while this process's write transactions are busy are
         queued and executed together in one transaction (each against the state the previous
         ones left), so that N concurrent commands cost one BEGIN, one lock of the position
         counter and one COMMIT (one WAL flush) instead of N. A command alone runs on its own.
+
+        Exactly once: a command given a `command_id` appends its events to the job at most once.
+        Executed again after it committed (a retry after a lost acknowledgement), it answers the
+        events it appended then (`Outcome.replayed`); with a `request_sha256` (a keyed HTTP
+        control) that differs from the first one's, it raises IdempotencyMismatch.
         """
-        (result,) = await self.execute_chain(job_id, [command], fence)
+        (result,) = await self.execute_chain(
+            job_id, [command], fence, command_ids=[command_id], request_sha256=request_sha256
+        )
         if isinstance(result, BaseException):
             raise result
         return result
 
     async def execute_chain(
-        self, job_id: str, commands: Sequence[Command], fence: Fence | None = None
+        self,
+        job_id: str,
+        commands: Sequence[Command],
+        fence: Fence | None = None,
+        *,
+        command_ids: Sequence[str | None] | None = None,
+        request_sha256: str | None = None,
     ) -> list[Outcome | BaseException]:
         """Execute `commands` of one job in order, each only if the one before it appended events.
 
         They enter the group commit together, so they usually share one transaction; should the
         batch run its commands one by one, the order holds and a command whose predecessor
         appended nothing is dropped (`Rejected`). Returns each command's outcome or exception.
+        `command_ids` (one per command, see `execute`) make each of them exactly once.
         """
         loop = asyncio.get_running_loop()
+        ids = list(command_ids) if command_ids is not None else [None] * len(commands)
         chain: list[_Pending] = []
-        for command in commands:
+        lease = None if fence is None else f"{fence.incarnation}.{fence.token}"
+        for command, given_id in zip(commands, ids, strict=True):
             if isinstance(command, FENCED_COMMANDS) and fence is None:
                 raise ValueError(f"{type(command).__name__} must carry the job lease")
             after = chain[-1] if chain else None
-            chain.append(_Pending(job_id, command, fence, loop.create_future(), after, ops_origin.capture()))
+            command_id = given_id if given_id is not None else derive_command_id(command, lease)
+            chain.append(
+                _Pending(
+                    job_id, command, fence, loop.create_future(), after, ops_origin.capture(),
+                    command_id=command_id, request_sha256=request_sha256 if command_id is not None else None,
+                )
+            )
         self._queue.extend(chain)
         self._start_batches()
         results: list[Outcome | BaseException] = []
@@ -314,9 +373,16 @@ class Service:
             if results is not None:
                 metrics.batch_committed(len(live))
                 for p, settled in zip(live, results, strict=True):
-                    if isinstance(settled, Outcome) and settled.events:
+                    if isinstance(settled, Outcome) and settled.events and not settled.replayed:
                         with ops_origin.acting_for(p.origin):
                             self._notify(p.job_id, settled.events)
+                for i, (p, settled) in enumerate(zip(live, results, strict=True)):
+                    try:
+                        settled = await self._unless_committed(p, settled)
+                    except BaseException as exc:  # cancelled: nobody may wait forever
+                        for q in live[i:]:
+                            _settle(q, exc)
+                        raise
                     _settle(p, settled)
                 return
         for i, p in enumerate(live):  # one command, or a batch that conflicted: one transaction each
@@ -324,14 +390,41 @@ class Service:
                 if _chain_broken(p, {}):
                     raise _chain_dropped()
                 with ops_origin.acting_for(p.origin):
-                    result: Outcome | BaseException = await self._execute_one(p.job_id, p.command, p.fence)
+                    result: Outcome | BaseException = await self._execute_one(p)
             except Exception as exc:
                 result = exc
             except BaseException as exc:  # cancelled (loop shutdown): nobody may wait forever
                 for q in live[i:]:
                     _settle(q, exc)
                 raise
+            try:
+                result = await self._unless_committed(p, result)
+            except BaseException as exc:
+                for q in live[i:]:
+                    _settle(q, exc)
+                raise
             _settle(p, result)
+
+    async def _unless_committed(self, p: _Pending, result: Outcome | BaseException) -> Outcome | BaseException:
+        """`result`, or the replay of the command's earlier commit if it appended nothing now.
+
+        The check runs only when a command that carries an id appended nothing, never on the
+        way of a command that appends: a first attempt pays nothing for being retriable.
+        """
+        if p.command_id is None or not _needs_lookup(result):
+            return result
+        try:
+            async with self.db.read() as conn:
+                found = (await event_store.committed_commands(conn, p.job_id, [p.command_id])).get(p.command_id)
+        except Exception as exc:
+            if is_unavailable(exc):
+                return exc  # unknown again: the caller retries
+            raise
+        if found is None:
+            return result
+        if found.request_sha256 != p.request_sha256:
+            return IdempotencyMismatch(p.command_id)
+        return Outcome(found.events, None, replayed=True)
 
     async def _execute_many(self, batch: list[_Pending]) -> list[Outcome | BaseException]:
         try:
@@ -399,7 +492,14 @@ class Service:
         final = {j: states[j] for j in changed}
         await projector.save_many(conn, [(before.get(j), s) for j, s in final.items() if s is not None])
         await leases.drop_jobs(conn, [j for j, s in final.items() if s is not None and s.job.terminal])
-        recorded = iter(await event_store.insert_sealed(conn, [e for sealed in sealed_of for e in sealed]))
+        recorded = iter(
+            await event_store.insert_sealed(
+                conn,
+                [e for sealed in sealed_of for e in sealed],
+                [c for p, sealed in zip(batch, sealed_of, strict=True) for c in p.ids_of(sealed)],
+                [d for p, sealed in zip(batch, sealed_of, strict=True) for d in p.digests_of(sealed)],
+            )
+        )
         for i, sealed in enumerate(sealed_of):
             if sealed:
                 outcome = results[i]
@@ -407,14 +507,20 @@ class Service:
                 results[i] = Outcome([next(recorded) for _ in sealed], outcome.projection)
         return results
 
-    async def _execute_one(self, job_id: str, command: Command, fence: Fence | None) -> Outcome:
+    async def _execute_one(self, p: _Pending) -> Outcome:
+        job_id, command = p.job_id, p.command
         for _ in range(MAX_ATTEMPTS):
             try:
                 async with self.db.write() as conn:
-                    outcome = await self._execute_in(conn, job_id, command, fence)
+                    outcome = await self._execute_in(conn, p)
             except ConcurrencyConflict:
                 if isinstance(command, SubmitJob):
                     raise  # a taken job id or Idempotency-Key: `submit` decides what to do
+                if p.command_id is not None:
+                    # Perhaps its own earlier commit (the unique command id), else another writer.
+                    replay = await self._unless_committed(p, Outcome([], None))
+                    if not isinstance(replay, Outcome) or replay.replayed:
+                        return self._raise_or(replay)
                 continue
             metrics.batch_committed(1)
             if outcome.events:
@@ -422,9 +528,14 @@ class Service:
             return outcome
         raise ConcurrencyConflict(job_id)
 
-    async def _execute_in(
-        self, conn: AsyncConnection, job_id: str, command: Command, fence: Fence | None
-    ) -> Outcome:
+    @staticmethod
+    def _raise_or(result: Outcome | BaseException) -> Outcome:
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def _execute_in(self, conn: AsyncConnection, p: _Pending) -> Outcome:
+        job_id, command, fence = p.job_id, p.command, p.fence
         job = await projector.load_job(conn, job_id, lock=True) if _reads_its_job(command) else None
         state: JobProjection | None = None
         if job is not None:
@@ -450,7 +561,7 @@ class Service:
             raise ConcurrencyConflict(job_id) from exc
         if after.job.terminal:
             await leases.drop_job(conn, job_id)
-        recorded = await event_store.insert_sealed(conn, sealed)
+        recorded = await event_store.insert_sealed(conn, sealed, p.ids_of(sealed), p.digests_of(sealed))
         return Outcome(recorded, after)
 
     async def submit(

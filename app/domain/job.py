@@ -94,10 +94,14 @@ class DeliverExternal:
 
 @dataclass(frozen=True)
 class RecordAgentEvents:
-    """Events an agent commits on their own while a step is under way (received, leases, attempts)."""
+    """Events an agent commits on their own while a step is under way (received, leases, attempts).
+
+    `message_id`: the message whose step records them (it names the command, see `command_id`).
+    """
 
     agent_id: str
     events: tuple[NewEvent, ...]
+    message_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,48 @@ FENCED_COMMANDS = (
     FinishRecovery,
     FailJob,
 )
+
+
+def command_id(command: Command, lease: str | None) -> str | None:
+    """The id of a command, derived from what it does: the write path appends a command once.
+
+    `lease` names the job lease the command is sent under (incarnation and fencing token); a
+    node that takes a job over sends commands of its own, so a step it re-runs after a recovery
+    is new (SPEC §4.7 rule 8) while a retry of the same command by the same owner is not. Within
+    one lease a step is named by its agent and message, and each of its own commits by the event
+    it starts with (an attempt by its number). An admission happens once per job. A submit's
+    job id is new, and operator commands have no natural id: the HTTP layer names them by their
+    Idempotency-Key, if any.
+    """
+    if isinstance(command, AdmitJob):
+        return "admit"
+    if lease is None:
+        return None
+    match command:
+        case StartJob() | FailBootstrap():
+            return f"{lease}:start"
+        case StartRecovery():
+            return f"{lease}:recovery"
+        case FinishRecovery():
+            return f"{lease}:recovered"
+        case FailJob():
+            return f"{lease}:job-failed"
+        case CommitStep():
+            return f"{lease}:{command.agent_id}:{command.message_id}:step"
+        case FailStep():
+            return f"{lease}:{command.agent_id}:failed"
+        case RecordAgentEvents():
+            return f"{lease}:{command.agent_id}:{command.message_id}:{_recorded_kind(command.events)}"
+    return None
+
+
+def _recorded_kind(events: tuple[NewEvent, ...]) -> str:
+    if not events:
+        return "empty"
+    first = events[0]
+    if first.type == ev.EXECUTOR_ATTEMPT_FAILED:
+        return f"{first.type}:{first.payload.get('attempt')}"
+    return first.type
 
 
 @dataclass(frozen=True)

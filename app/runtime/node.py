@@ -24,6 +24,7 @@ from app.domain.canonical import format_ms
 from app.domain.events import Event
 from app.domain.job import (
     AdmitJob,
+    Command,
     FailBootstrap,
     FailJob,
     FinishRecovery,
@@ -39,8 +40,15 @@ from app.runtime import memory
 from app.runtime import modules as mod
 from app.runtime.bundle_cache import BundleCache, BundleUnavailable
 from app.runtime.pools import ExecutorPools, LeaseRow, parse_pool_capacities
-from app.runtime.runner import JobRunner, NodeContext, new_incarnation, new_message_id, payloads_path
-from app.service import BundleRegistry, NodeRegistry, Service
+from app.runtime.runner import (
+    JobRunner,
+    NodeContext,
+    new_incarnation,
+    new_message_id,
+    payloads_path,
+    retry_unavailable,
+)
+from app.service import BundleRegistry, NodeRegistry, Outcome, Service
 from app.store import event_store, leases, wakeups
 from app.store.database import Database, Prepared, is_unavailable
 from app.store.leases import Fence, TakenLease
@@ -53,16 +61,18 @@ RECOVERABLE = ("running", "paused")
 ADMIT_PAGE = 500
 
 # Built once (the scheduler runs them on every poll and wake-up): see projector.SELECT_JOB.
+# Admission and claims take jobs in submission order: the position of their job_submitted
+# (SPEC §3.2), not a millisecond timestamp, which many submits share.
 _PENDING = Prepared(
     select(jobs.c.job_id).where(jobs.c.status == "pending")
-    .order_by(jobs.c.submitted_at, jobs.c.job_id).limit(ADMIT_PAGE)
+    .order_by(jobs.c.submitted_position, jobs.c.job_id).limit(ADMIT_PAGE)
 )
 _ANY_QUEUED = Prepared(select(jobs.c.job_id).where(jobs.c.status == "queued").limit(1))
 # Several nodes claim at once: each skips the rows another is claiming (SQLite drops the clause;
 # its write transactions are serialised anyway).
 _QUEUED = Prepared(
     select(jobs.c.job_id).where(jobs.c.status == "queued")
-    .order_by(jobs.c.updated_at, jobs.c.job_id).limit(bindparam("b_free"))
+    .order_by(jobs.c.submitted_position, jobs.c.job_id).limit(bindparam("b_free"))
     .with_for_update(skip_locked=True)
 )
 # Outer join: a running job whose lease row is gone altogether is recoverable too.
@@ -486,9 +496,9 @@ class Node:
                 self._queued_due = False
                 return  # nothing to claim: no write transaction on an idle tick
         claimed: list[tuple[str, Fence]] = []
-        async with self.db.write() as conn:
-            now = self.service.clock()
-            try:
+        try:
+            async with self.db.write() as conn:
+                now = self.service.clock()
                 job_ids = [r["job_id"] for r in await _QUEUED.rows(conn, {"b_free": free})]
                 self._queued_due = len(job_ids) >= free  # a full page: more may be waiting
                 fences = await leases.claim_many(
@@ -500,9 +510,12 @@ class Node:
                         claimed.append((job_id, fence))
                         self._starting.add(job_id)  # the heartbeat keeps its lease alive
                 streams = await event_store.read_streams(conn, [job_id for job_id, _ in claimed])
-            except BaseException:
-                self._starting.difference_update(job_id for job_id, _ in claimed)
-                raise
+        except BaseException:
+            # Including a COMMIT whose answer was lost: the leases may have been taken after all.
+            # Forgotten here, the heartbeat lets them lapse (renew_owned) and a later claim takes
+            # them over; kept, they would be renewed forever with no runner behind them.
+            self._starting.difference_update(job_id for job_id, _ in claimed)
+            raise
         await asyncio.gather(*(self._bootstrap(job_id, fence, streams[job_id]) for job_id, fence in claimed))
 
     async def _take_over_lease(self, conn: Any, job_id: str, now: int) -> Fence | None:
@@ -585,17 +598,29 @@ class Node:
                 runner = JobRunner(self.ctx, job, fence, modules)
                 self._initial_module_states(runner)
             except BootstrapError as exc:
-                await self.service.execute(job_id, FailBootstrap(self.name, exc.agent_id, exc.message), fence)
+                await self._execute_fenced(job_id, FailBootstrap(self.name, exc.agent_id, exc.message), fence)
                 return
             except Exception as exc:
                 error = f"agent {ev.JOB_COORDINATOR} raised {type(exc).__name__}: {exc}"
-                await self.service.execute(job_id, FailBootstrap(self.name, ev.JOB_COORDINATOR, error), fence)
+                await self._execute_fenced(job_id, FailBootstrap(self.name, ev.JOB_COORDINATOR, error), fence)
                 return
             await runner.begin(StartJob(self.name, self._seeds(job)))
         except (Rejected, leases.LeaseLost):
             await self._give_up(job_id, fence)
             return
         self._adopt(runner)
+
+    async def _execute_fenced(self, job_id: str, command: Command, fence: Fence) -> Outcome:
+        """Commit an owner's command, retrying through a database outage while the lease may last.
+
+        Safe after an unknown outcome: the command's id makes the write path append it once.
+        """
+        (result,) = await retry_unavailable(
+            lambda: self.service.execute_chain(job_id, [command], fence), self.settings.lease_ttl_seconds
+        )
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     async def _give_up(self, job_id: str, fence: Fence) -> None:
         try:
@@ -647,7 +672,7 @@ class Node:
         cause = "node_shutdown" if taken.released else "lease_expired"
         try:
             job = await self._read_job(job_id)
-            started = await self.service.execute(job_id, StartRecovery(self.name, taken.from_node, cause), fence)
+            started = await self._execute_fenced(job_id, StartRecovery(self.name, taken.from_node, cause), fence)
             if not started.events:
                 return
             await self._catch_up(job, started.events)
@@ -659,10 +684,10 @@ class Node:
                 runner = JobRunner(self.ctx, job, fence, modules)
                 self._initial_module_states(runner)
             except BootstrapError as exc:
-                await self.service.execute(job_id, FailJob(exc.agent_id, exc.message), fence)
+                await self._execute_fenced(job_id, FailJob(exc.agent_id, exc.message), fence)
                 return
             manual = job.manifest["policies"].get("recovery_mode") == "manual_recover"
-            outcome = await self.service.execute(
+            outcome = await self._execute_fenced(
                 job_id, FinishRecovery(job.recovery_count, tuple(job.agents), manual), fence
             )
         except (Rejected, leases.LeaseLost):

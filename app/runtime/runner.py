@@ -16,7 +16,7 @@ import os
 import secrets
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,34 +180,28 @@ class JobRunner:
         """Commit a command; while the database is unreachable, retry until the lease would lapse."""
         await self._execute_chain([command])
 
-    async def _record(self, agent_id: str, *events: NewEvent) -> None:
-        await self._execute(RecordAgentEvents(agent_id, events))
+    async def _record(self, agent_id: str, message: dict[str, Any], *events: NewEvent) -> None:
+        await self._execute(RecordAgentEvents(agent_id, events, message["envelope"]["message_id"]))
 
     async def _execute_chain(self, commands: list[Command]) -> None:
         """Commit a command and the steps chained after it (see `chain_after`); raise what the first raised.
 
         A chained step that is dropped leaves its message in the mailbox, where the agent's own
         task takes it up. While the database is unreachable (the first command failing so), the
-        whole chain is retried until the lease would lapse.
+        whole chain is retried until the lease would lapse. A retry is safe whatever became of
+        the attempt before it (a commit whose acknowledgement was lost): every command carries an
+        id derived from what it does, and the write path appends a command once, answering a
+        retry of a committed one with the events it appended (`Service.execute`).
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.ctx.settings.lease_ttl_seconds
-        while True:
-            results = await self.ctx.service.execute_chain(self.job_id, commands, self.fence)
-            first = results[0]
-            if not isinstance(first, BaseException):
-                break
-            if not is_unavailable(first) or loop.time() >= deadline:
-                raise first
-            await asyncio.sleep(0.5)
+        results = await retry_unavailable(
+            lambda: self.ctx.service.execute_chain(self.job_id, commands, self.fence),
+            self.ctx.settings.lease_ttl_seconds,
+        )
         await self.absorb([e for r in results if isinstance(r, Outcome) for e in r.events])
 
     async def begin(self, start: StartJob) -> None:
         """Commit the job's start with the builtin steps its seeds lead to; raise what the start raised."""
-        results = await self.ctx.service.execute_chain(self.job_id, [start, *self.chain_after(start)], self.fence)
-        if isinstance(results[0], BaseException):
-            raise results[0]
-        await self.absorb([e for r in results if isinstance(r, Outcome) for e in r.events])
+        await self._execute_chain([start, *self.chain_after(start)])
 
     def chain_after(self, first: StartJob | CommitStep | FailStep) -> list[CommitStep | FailStep]:
         """The builtin steps that `first`'s deliveries lead to, decided now to commit right after it.
@@ -371,11 +365,11 @@ class JobRunner:
     async def _executor_step(self, agent: AgentRuntime, message: dict[str, Any], expected: int) -> None:
         aid = agent.agent_id
         settings = exd.executor_settings(agent.config, self.ctx.settings.executor_timeout_seconds)
-        await self._record(aid, NewEvent(ev.AGENT_MESSAGE_RECEIVED, received_payload(message), aid))
+        await self._record(aid, message, NewEvent(ev.AGENT_MESSAGE_RECEIVED, received_payload(message), aid))
         if agent.processed == 0 and settings.startup_delay_ms > 0:
             await asyncio.sleep(settings.startup_delay_ms / 1000)
         lease_request = {"pool": settings.pool, "slots": settings.pool_slots}
-        await self._record(aid, NewEvent(ev.EXECUTOR_LEASE_REQUESTED, lease_request, aid))
+        await self._record(aid, message, NewEvent(ev.EXECUTOR_LEASE_REQUESTED, lease_request, aid))
         metadata = {"job_id": self.job_id, "agent_id": aid, "node": self.ctx.node_name}
         try:
             grant = await self.ctx.pools.acquire(settings.pool, settings.pool_slots, metadata)
@@ -404,7 +398,7 @@ class JobRunner:
     ) -> None:
         aid = agent.agent_id
         lease = {"lease_id": grant.lease_id, "pool": grant.pool, "slots": grant.slots}
-        await self._record(aid, NewEvent(ev.EXECUTOR_LEASE_ACQUIRED, {**lease, "queue_wait_ms": grant.queue_wait_ms}, aid))
+        await self._record(aid, message, NewEvent(ev.EXECUTOR_LEASE_ACQUIRED, {**lease, "queue_wait_ms": grant.queue_wait_ms}, aid))
         body = message.get("body")
         body = {} if body is None else body
         persisted = agent.state if isinstance(agent.state, dict) else {}
@@ -439,7 +433,7 @@ class JobRunner:
             if wait_ms is None:
                 await self._fail(aid, error, exd.failure_details(outcome.run_result, error, attempt), failed, released)
                 return
-            await self._record(aid, failed)
+            await self._record(aid, message, failed)
             await asyncio.sleep(wait_ms / 1000)
         completed = NewEvent(
             ev.SANDBOX_JOB_COMPLETED,
@@ -507,7 +501,7 @@ class JobRunner:
 
     async def _module_step(self, agent: AgentRuntime, message: dict[str, Any], expected: int) -> None:
         aid = agent.agent_id
-        await self._record(aid, NewEvent(ev.AGENT_MESSAGE_RECEIVED, received_payload(message), aid))
+        await self._record(aid, message, NewEvent(ev.AGENT_MESSAGE_RECEIVED, received_payload(message), aid))
         instance = self.modules[aid]
         try:
             new_state, raw_actions = await mod.call_handle(
@@ -527,6 +521,26 @@ class JobRunner:
             return
         await self._commit(agent, message, expected, {"snapshot": snap}, (), actions)
         self.module_states[aid] = new_state
+
+
+async def retry_unavailable(
+    attempt: Callable[[], Awaitable[list[Outcome | BaseException]]], budget_seconds: float
+) -> list[Outcome | BaseException]:
+    """Run `attempt` until its first result is not a database outage, for at most `budget_seconds`.
+
+    Raises what the first result raised otherwise. Only safe for commands that carry ids (every
+    fenced command does): a retry after an unknown outcome must not append twice.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget_seconds
+    while True:
+        results = await attempt()
+        first = results[0]
+        if not isinstance(first, BaseException):
+            return results
+        if not is_unavailable(first) or loop.time() >= deadline:
+            raise first
+        await asyncio.sleep(0.5)
 
 
 def _deliveries(command: StartJob | CommitStep | FailStep) -> list[tuple[str, dict[str, Any]]]:

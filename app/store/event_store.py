@@ -25,7 +25,7 @@ from app.domain.canonical import (
 from app.domain.events import Event, NewEvent
 from app.domain.projection import build
 from app.store.database import Prepared
-from app.store.tables import any_of, event_positions, events, id_list, prepared
+from app.store.tables import any_of, event_positions, events, id_list, jobs, prepared
 
 
 class ConcurrencyConflict(Exception):
@@ -119,12 +119,17 @@ _TAKE_POSITIONS = Prepared(
     .returning(event_positions.c.last_position)
 )
 _INSERT_EVENTS = Prepared(insert(events))
+# A job's admission and claim order is the position of its `job_submitted` (sequence 1), known
+# only once positions are taken (see insert_sealed).
+_SUBMITTED_POSITION = Prepared(
+    update(jobs).where(jobs.c.job_id == bindparam("b_job_id")).values(submitted_position=bindparam("b_position"))
+)
 
 # On Postgres both in one statement (one round trip less per commit): the counter's UPDATE as a
 # CTE, the rows as one array per column, event i of the batch at position (last - count + i).
 _ARRAY_COLUMNS = (
     "stream_id", "sequence", "event_id", "type", "timestamp", "job_id", "agent_id", "payload", "hash", "hash_alg",
-    "schema_version",
+    "schema_version", "command_id", "request_sha256",
 )
 _TAKEN = _TAKE_POSITIONS.statement.cte("taken")
 _ROWS = (
@@ -132,19 +137,39 @@ _ROWS = (
     .table_valued(*_ARRAY_COLUMNS, with_ordinality="ord")
     .render_derived()
 )
-_APPEND_PG = Prepared(
+_INSERTED = (
     insert(events)
     .from_select(
         ["position", *_ARRAY_COLUMNS],
         select(_TAKEN.c.last_position - bindparam("b_count") + _ROWS.c.ord, *[_ROWS.c[c] for c in _ARRAY_COLUMNS])
         .select_from(_TAKEN.join(_ROWS, true())),
     )
-    .returning(events.c.position)
+    .returning(events.c.position, events.c.stream_id, events.c.sequence)
+    .cte("inserted")
 )
+# ... and the jobs just submitted get their submission position in the same statement.
+_SUBMITTED = (
+    update(jobs)
+    .where(and_(jobs.c.job_id == _INSERTED.c.stream_id, _INSERTED.c.sequence == 1))
+    .values(submitted_position=_INSERTED.c.position)
+    .cte("submitted")
+)
+_APPEND_PG = Prepared(select(_INSERTED.c.position).add_cte(_SUBMITTED))
 
 
-async def insert_sealed(conn: AsyncConnection, sealed: Sequence[Event]) -> list[Event]:
+async def insert_sealed(
+    conn: AsyncConnection,
+    sealed: Sequence[Event],
+    command_ids: Sequence[str | None] | None = None,
+    request_digests: Sequence[str | None] | None = None,
+) -> list[Event]:
     """Insert sealed events with their global positions; raise ConcurrencyConflict on a taken key.
+
+    `command_ids[i]` names the command whose first event `sealed[i]` is (None for the others):
+    the unique index on (stream_id, command_id) refuses a command's second append to a stream,
+    which surfaces here as ConcurrencyConflict (see `Service`, which then looks the id up).
+    `request_digests[i]` is the digest of the keyed HTTP request behind it, if any. Jobs whose
+    `job_submitted` is among the events get its position as their `submitted_position`.
 
     Call this as the LAST work of the transaction. Positions come from the counter row, whose
     row lock is held until COMMIT, so positions are handed out in commit order: a reader
@@ -157,6 +182,8 @@ async def insert_sealed(conn: AsyncConnection, sealed: Sequence[Event]) -> list[
     registry = upcasting.current_registry()
     payloads = [canonical_json(e.payload) if e.payload_json is None else e.payload_json for e in sealed]
     versions = [registry.current_version(e.type) for e in sealed]
+    ids = list(command_ids) if command_ids is not None else [None] * len(sealed)
+    digests = list(request_digests) if request_digests is not None else [None] * len(sealed)
     try:
         if conn.dialect.name == "postgresql":
             values: dict[str, Any] = {
@@ -172,6 +199,8 @@ async def insert_sealed(conn: AsyncConnection, sealed: Sequence[Event]) -> list[
                 "b_hash": [e.hash for e in sealed],
                 "b_hash_alg": [e.hash_alg for e in sealed],
                 "b_schema_version": versions,
+                "b_command_id": ids,
+                "b_request_sha256": digests,
             }
             first = min(r["position"] for r in await _APPEND_PG.rows(conn, values))
         else:
@@ -191,10 +220,20 @@ async def insert_sealed(conn: AsyncConnection, sealed: Sequence[Event]) -> list[
                     "hash": e.hash,
                     "hash_alg": e.hash_alg,
                     "schema_version": version,
+                    "command_id": command_id,
+                    "request_sha256": digest,
                 }
-                for i, (e, payload, version) in enumerate(zip(sealed, payloads, versions, strict=True))
+                for i, (e, payload, version, command_id, digest) in enumerate(
+                    zip(sealed, payloads, versions, ids, digests, strict=True)
+                )
             ]
             await _INSERT_EVENTS.execute_many(conn, rows)
+            submitted = [
+                {"b_job_id": e.job_id, "b_position": first + i}
+                for i, e in enumerate(sealed)
+                if e.sequence == 1 and e.job_id is not None
+            ]
+            await _SUBMITTED_POSITION.execute_many(conn, submitted)
     except IntegrityError as exc:
         raise ConcurrencyConflict(sealed[0].stream_id) from exc
     # The sealed events with their positions (and without their JSON text, which the row now holds).
@@ -306,3 +345,57 @@ def api_record(row: Any) -> dict[str, Any]:
         "hash": row["hash"],
         "hash_alg": row["hash_alg"],
     }
+
+
+@dataclass(frozen=True)
+class CommittedCommand:
+    """A command found in the log: the events it appended and the digest of its HTTP request."""
+
+    events: list[Event]
+    request_sha256: str | None
+
+
+_COMMAND_HEADS = prepared(
+    lambda d: select(events.c.command_id, events.c.sequence)
+    .where(and_(events.c.stream_id == bindparam("b_stream_id"), any_of(events.c.command_id, "b_command_ids", d)))
+)
+_COMMAND_TAIL = Prepared(
+    select(events)
+    .where(and_(events.c.stream_id == bindparam("b_stream_id"), events.c.sequence >= bindparam("b_from")))
+    .order_by(events.c.sequence)
+    .limit(bindparam("b_limit"))
+)
+TAIL_PAGE = 500
+
+
+async def committed_commands(
+    conn: AsyncConnection, stream_id: str, command_ids: Sequence[str]
+) -> dict[str, CommittedCommand]:
+    """The commands among `command_ids` that appended to `stream_id`, each with its events.
+
+    A command's events are contiguous in its stream (one command, one transaction, one run of
+    sequences) and only its first event carries its id, so they run from that event up to the
+    next event that starts another command (every command of a job stream carries an id).
+    """
+    wanted = sorted(set(command_ids))
+    if not wanted:
+        return {}
+    values = {"b_stream_id": stream_id, "b_command_ids": id_list(conn.dialect.name, wanted)}
+    heads = {r["command_id"]: r["sequence"] for r in await _COMMAND_HEADS.rows(conn, values)}
+    found: dict[str, CommittedCommand] = {}
+    for command_id, first in heads.items():
+        rows: list[Any] = []
+        start = first
+        while True:
+            page = await _COMMAND_TAIL.rows(conn, {"b_stream_id": stream_id, "b_from": start, "b_limit": TAIL_PAGE})
+            ended = False
+            for row in page:
+                if row["sequence"] != first and row["command_id"] is not None:
+                    ended = True
+                    break
+                rows.append(row)
+            if ended or len(page) < TAIL_PAGE:
+                break
+            start = page[-1]["sequence"] + 1
+        found[command_id] = CommittedCommand([row_to_event(r) for r in rows], rows[0]["request_sha256"])
+    return found

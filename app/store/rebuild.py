@@ -94,14 +94,17 @@ def _fold_rows(streams: list[list[RawRow]]) -> tuple[list[dict[str, Any]], list[
     for rows in streams:
         projection = fold(_decode(rows))
         assert projection is not None
-        job_row, agents_of = _job_rows(projection)
+        job_row, agents_of = _job_rows(projection, rows[0][0])
         job_rows.append(job_row)
         agent_rows.extend(agents_of)
     return job_rows, agent_rows
 
 
-def _job_rows(projection: JobProjection) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    return job_to_row(projection.job), [agent_to_row(a) for a in projection.agents.values()]
+def _job_rows(projection: JobProjection, first_position: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    # submitted_position: the position of the stream's first event, its job_submitted (admission
+    # and claim order, see event_store.insert_sealed).
+    job_row = {**job_to_row(projection.job), "submitted_position": first_position}
+    return job_row, [agent_to_row(a) for a in projection.agents.values()]
 
 
 def _bundle_row(stream: list[Event]) -> dict[str, Any]:
@@ -217,7 +220,7 @@ async def verify(db: Database) -> list[str]:
             seen_jobs.add(job_id)
             projection = fold(stream)
             assert projection is not None
-            job_row, agent_rows = _job_rows(projection)
+            job_row, agent_rows = _job_rows(projection, stream[0].position)
             live_job = (await conn.execute(select(jobs).where(jobs.c.job_id == job_id))).first()
             differences += _diff(f"jobs[{job_id}]", None if live_job is None else dict(live_job._mapping), job_row)
             live_agents = {

@@ -20,6 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
     any_,
     bindparam,
+    text,
 )
 
 from app.store.database import Prepared
@@ -43,8 +44,21 @@ events = Table(
     Column("schema_version", Integer, nullable=False, server_default="1"),
     # SPEC C.1.3: rows written before v1.1 keep the default; v1.1 writes "jcs-sha256" explicitly.
     Column("hash_alg", String(16), nullable=False, server_default="pyjson-sha256"),
+    # Write-path metadata, not part of the event record or its hash (see event_store.insert_sealed):
+    # the id of the command whose first event this is, and the digest of a keyed HTTP request.
+    Column("command_id", String(300), nullable=True),
+    Column("request_sha256", String(64), nullable=True),
     UniqueConstraint("stream_id", "sequence", name="uq_events_stream_sequence"),
     UniqueConstraint("event_id", name="uq_events_event_id"),
+    # A command appends its events to a stream at most once (exactly once: README "How data flows").
+    Index(
+        "uq_events_stream_command",
+        "stream_id",
+        "command_id",
+        unique=True,
+        postgresql_where=text("command_id IS NOT NULL"),
+        sqlite_where=text("command_id IS NOT NULL"),
+    ),
 )
 
 # One row: the last position handed out. Updated as the last statement of every append, so the
@@ -86,10 +100,14 @@ jobs = Table(
     Column("request_sha256", String(64), nullable=True),
     Column("executor_count", Integer, nullable=False),
     Column("sandbox_names", Text, nullable=False),
+    # The position of the job's `job_submitted` event: admission and claim order (SPEC §3.2).
+    # Set by the write path once positions are taken, and by rebuild from the log.
+    Column("submitted_position", BigInteger, nullable=True),
     Index("ix_jobs_updated", "updated_at", "job_id"),
     Index("ix_jobs_status_updated", "status", "updated_at", "job_id"),
     Index("ix_jobs_graph_updated", "graph_id", "updated_at", "job_id"),
     Index("uq_jobs_idempotency_key", "idempotency_key", unique=True),
+    Index("ix_jobs_status_submitted", "status", "submitted_position", "job_id"),
 )
 
 agents = Table(

@@ -78,7 +78,7 @@ async def test_a_constraint_violation_is_sqlalchemys_integrity_error(db: Databas
     row = {
         "position": 99, "stream_id": "p3", "sequence": 1, "event_id": "x", "type": "custom",
         "timestamp": sealed[0].timestamp, "job_id": None, "agent_id": None, "payload": "{}", "hash": "h",
-        "hash_alg": "jcs-sha256", "schema_version": 1,
+        "hash_alg": "jcs-sha256", "schema_version": 1, "command_id": None, "request_sha256": None,
     }
     with pytest.raises(IntegrityError):
         async with db.write() as conn:

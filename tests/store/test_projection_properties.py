@@ -388,7 +388,8 @@ async def _expected_rows(
             projection = fold(stream)
             assert projection is not None
             assert_consistent(job_id, stream, projection)
-            job_rows.append(job_to_row(projection.job))
+            # submitted_position: the store's order column, the position of the job's first event.
+            job_rows.append({**job_to_row(projection.job), "submitted_position": stream[0].position})
             agent_rows += [agent_to_row(a) for a in projection.agents.values()]
     agent_rows.sort(key=lambda r: (r["job_id"], r["agent_id"]))
     return job_rows, agent_rows
