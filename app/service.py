@@ -104,6 +104,14 @@ class IdempotencyMismatch(Exception):
     """The Idempotency-Key was used before with a different request body."""
 
 
+@dataclass(frozen=True)
+class Cleaned:
+    """The answer to a cleanup: the jobs it deleted, and whether its key had deleted some before."""
+
+    deleted: list[str]
+    replayed: bool = False
+
+
 def _needs_lookup(result: Outcome | BaseException) -> bool:
     """Whether a command that carries an id may have committed in an earlier attempt.
 
@@ -636,11 +644,20 @@ class Service:
         raise ConcurrencyConflict(ev.SYSTEM_STREAM)
 
     async def _append_other(
-        self, conn: AsyncConnection, stream_id: str, new_events: Sequence[NewEvent]
+        self,
+        conn: AsyncConnection,
+        stream_id: str,
+        new_events: Sequence[NewEvent],
+        marker: tuple[str, str | None] | None = None,
     ) -> list[Event]:
+        """Append to a stream with no projection row; `marker` (command id, request digest) marks the first event."""
         head = await event_store.stream_head(conn, stream_id)
         sealed = event_store.seal(stream_id, None, head, new_events, self.clock())
-        return await event_store.insert_sealed(conn, sealed)
+        if marker is None:
+            return await event_store.insert_sealed(conn, sealed)
+        ids = [marker[0] if i == 0 else None for i in range(len(sealed))]
+        digests = [marker[1] if i == 0 else None for i in range(len(sealed))]
+        return await event_store.insert_sealed(conn, sealed, ids, digests)
 
     async def scan_bundle(self, version: BundleVersion, node: str) -> list[Event]:
         """Register or update a bundle found by the startup scan (never over an uploaded version)."""
@@ -759,8 +776,30 @@ class Service:
 
     # ------------------------------------------------------------ cleanup
 
-    async def cleanup(self, *, include_live: bool, older_than: int | None, node: str) -> list[str]:
-        """Delete terminal (or all) jobs, each with its `jobs_cleaned` audit event (SPEC §11)."""
+    async def cleanup(
+        self,
+        *,
+        include_live: bool,
+        older_than: int | None,
+        node: str,
+        idempotency_key: str | None = None,
+        request_sha256: str | None = None,
+    ) -> Cleaned:
+        """Delete terminal (or all) jobs, each with its `jobs_cleaned` audit event (SPEC §11).
+
+        With an Idempotency-Key (SPEC C.5.9, scoped to the system stream) each audit event carries
+        the command id `key:<key> <job_id>` (a key has no space): a retry answers the jobs the
+        key deleted before, deletes only what is left (a first call cut short finishes), and
+        never deletes or audits a job twice.
+        """
+        prefix = None if idempotency_key is None else f"key:{idempotency_key} "
+        earlier: list[str] = []
+        if prefix is not None:
+            async with self.db.read() as conn:
+                found = await event_store.commands_with_prefix(conn, ev.SYSTEM_STREAM, prefix)
+            if any(digest != request_sha256 for _, digest in found):
+                raise IdempotencyMismatch(idempotency_key)
+            earlier = [job_id for event, _ in found for job_id in event.payload["job_ids"]]
         cutoff = None if older_than is None else self.clock() - older_than * 1000
         deleted: list[str] = []
         for job_id in await self._cleanup_candidates(include_live, cutoff):
@@ -770,9 +809,10 @@ class Service:
             # With `all`, the age was judged when the candidates were chosen: the cancel just
             # appended moved updated_at to now and must not save the job from deletion.
             recheck = None if include_live else cutoff
-            if await self._delete_job(job_id, include_live, recheck, older_than, node):
+            marker = None if prefix is None else (f"{prefix}{job_id}", request_sha256)
+            if await self._delete_job(job_id, include_live, recheck, older_than, node, marker):
                 deleted.append(job_id)
-        return sorted(deleted)
+        return Cleaned(sorted({*earlier, *deleted}), replayed=bool(earlier))
 
     async def _cleanup_candidates(self, include_live: bool, cutoff: int | None) -> list[str]:
         query = select(jobs.c.job_id).order_by(jobs.c.job_id)
@@ -784,7 +824,13 @@ class Service:
             return [r.job_id for r in await conn.execute(query)]
 
     async def _delete_job(
-        self, job_id: str, include_live: bool, cutoff: int | None, older_than: int | None, node: str
+        self,
+        job_id: str,
+        include_live: bool,
+        cutoff: int | None,
+        older_than: int | None,
+        node: str,
+        marker: tuple[str, str | None] | None = None,
     ) -> bool:
         for _ in range(MAX_ATTEMPTS):
             try:
@@ -810,7 +856,7 @@ class Service:
                             "node": node,
                         },
                     )
-                    recorded = await self._append_other(conn, ev.SYSTEM_STREAM, [audit])
+                    recorded = await self._append_other(conn, ev.SYSTEM_STREAM, [audit], marker)
             except ConcurrencyConflict:
                 continue
             self._notify(ev.SYSTEM_STREAM, recorded)

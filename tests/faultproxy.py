@@ -124,6 +124,10 @@ class FaultProxy:
         self._cut()
         if self._server is not None:
             self._server.close()
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     def _close_gate(self) -> None:
         assert self._open is not None

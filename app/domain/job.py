@@ -226,8 +226,18 @@ def command_id(command: Command, lease: str | None) -> str | None:
         case FailStep():
             return f"{lease}:{command.agent_id}:failed"
         case RecordAgentEvents():
-            return f"{lease}:{command.agent_id}:{command.message_id}:{_recorded_kind(command.events)}"
+            message_id = command.message_id or _received_message_id(command.events)
+            if not message_id:
+                return None  # nothing names its step: better no id than two steps under one
+            return f"{lease}:{command.agent_id}:{message_id}:{_recorded_kind(command.events)}"
     return None
+
+
+def _received_message_id(events: tuple[NewEvent, ...]) -> str:
+    first = events[0] if events else None
+    if first is not None and first.type == ev.AGENT_MESSAGE_RECEIVED:
+        return str(first.payload.get("message_id") or "")
+    return ""
 
 
 def _recorded_kind(events: tuple[NewEvent, ...]) -> str:

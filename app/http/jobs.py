@@ -9,8 +9,8 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, HeaderParameter, QueryParameter
 
-from app.domain.canonical import format_ms
-from app.domain.job import CancelJob, DeliverExternal, PauseJob, ResumeJob
+from app.domain.canonical import canonical_json, format_ms, sha256_hex
+from app.domain.job import CancelJob, Command, DeliverExternal, PauseJob, ResumeJob
 from app.domain.messages import (
     MESSAGE_ID_BYTES,
     check_content_encoding,
@@ -32,11 +32,46 @@ from app.http.schemas import (
     responses,
     text_parameter,
 )
-from app.http.submission import submit
+from app.http.submission import check_idempotency_key, key_conflict, submit
+from app.service import IdempotencyMismatch, Outcome
 from app.store import read_model
 from app.wire import Cleanup, JobDetails, JobList, MessageAccepted, StatusChange, Submitted
 
 JOB = "/{job_id:str}"
+
+# SPEC §2.7 for submits; SPEC C.5.9 for the controls (cancel, pause, resume, messages, cleanup).
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(name="Idempotency-Key", required=False, schema_extra=text_parameter(IDEMPOTENCY_KEY_PATTERN)),
+]
+REPLAYED = {"Idempotent-Replayed": "true"}
+
+
+def _keyed(key: str | None, route: str, body: dict[str, Any] | None = None) -> tuple[str | None, str | None]:
+    """(command id, request digest) of a control with an Idempotency-Key (400 for a bad key), else (None, None).
+
+    The command id is the key, scoped to the job by the log's (stream_id, command_id) unique index;
+    the digest covers the route and the parsed body, so a key reused for another control or
+    another message is a 409, as a reused submit key is (SPEC §2.7).
+    """
+    key = check_idempotency_key(key)
+    if key is None:
+        return None, None
+    return f"key:{key}", sha256_hex(canonical_json({"route": route, "body": body}))
+
+
+async def _control(api: Api, job_id: str, command: Command, keyed: tuple[str | None, str | None], key: str | None) -> Outcome:
+    """Execute an operator command once per Idempotency-Key: a retry answers the first commit (`replayed`)."""
+    command_id, digest = keyed
+    try:
+        return await api.service.execute(job_id, command, command_id=command_id, request_sha256=digest)
+    except IdempotencyMismatch:
+        assert key is not None
+        raise key_conflict(key) from None
+
+
+def _answer(content: dict[str, Any], outcome: Outcome, status_code: int = 200) -> Response[dict[str, Any]]:
+    return Response(content, status_code=status_code, headers=REPLAYED if outcome.replayed else None)
 
 
 def _location(job_id: str) -> dict[str, str]:
@@ -91,12 +126,7 @@ class JobsController(Controller):
         self,
         request: Request[Any, Any, Any],
         api: ApiDep,
-        idempotency_key: Annotated[
-            str | None,
-            HeaderParameter(
-                name="Idempotency-Key", required=False, schema_extra=text_parameter(IDEMPOTENCY_KEY_PATTERN)
-            ),
-        ] = None,
+        idempotency_key: IdempotencyKey = None,
     ) -> Response[dict[str, Any]]:
         """Submit a manifest or a registered bundle; replays an earlier submission with the same key."""
         body = await json_object_body(request, api.settings.max_body_bytes)
@@ -139,7 +169,7 @@ class JobsController(Controller):
         "/cleanup",
         operation_id="cleanupJobs",
         status_code=200,
-        responses=responses({200: (Cleanup, "Deleted jobs, ascending job id")}, (400, 403, 405)),
+        responses=responses({200: (Cleanup, "Deleted jobs, ascending job id")}, (400, 403, 405, 409)),
     )
     async def cleanup(
         self,
@@ -148,16 +178,29 @@ class JobsController(Controller):
             str | None, QueryParameter(name="all", required=False, schema_extra=text_parameter())
         ] = None,
         older_than: Annotated[str | None, QueryParameter(schema_extra=text_parameter(DIGITS_PATTERN))] = None,
-    ) -> dict[str, Any]:
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[dict[str, Any]]:
         """Delete terminal jobs (with `all`, cancel and delete live ones too), each audited."""
         age = params.non_negative(older_than, "older_than must be a non-negative integer")
+        key = check_idempotency_key(idempotency_key)
+        include_live = params.flag(all_jobs)
+        digest = None
+        if key is not None:
+            request = {"route": "cleanup", "all": include_live, "older_than": age}
+            digest = sha256_hex(canonical_json(request))
         if age is not None:
             # Nothing is older than the epoch: a larger age selects nothing, and stays representable.
             age = min(age, api.now_ms() // 1000)
-        deleted = await api.service.cleanup(
-            include_live=params.flag(all_jobs), older_than=age, node=api.node_name
-        )
-        return {"deleted_count": len(deleted), "deleted_jobs": deleted}
+        try:
+            cleaned = await api.service.cleanup(
+                include_live=include_live, older_than=age, node=api.node_name,
+                idempotency_key=key, request_sha256=digest,
+            )
+        except IdempotencyMismatch:
+            assert key is not None
+            raise key_conflict(key) from None
+        content = {"deleted_count": len(cleaned.deleted), "deleted_jobs": cleaned.deleted}
+        return Response(content, status_code=200, headers=REPLAYED if cleaned.replayed else None)
 
     @get(JOB, operation_id="getJob", responses=responses({200: (JobDetails, "Job details")}, (400, 404)))
     async def details(self, api: ApiDep, job_id: FromPath[str]) -> dict[str, Any]:
@@ -174,10 +217,12 @@ class JobsController(Controller):
         status_code=200,
         responses=responses({200: (StatusChange, "Cancelled (or already cancelled)")}, (400, 403, 404, 409)),
     )
-    async def cancel(self, api: ApiDep, job_id: FromPath[str]) -> dict[str, str]:
+    async def cancel(
+        self, api: ApiDep, job_id: FromPath[str], idempotency_key: IdempotencyKey = None
+    ) -> Response[dict[str, Any]]:
         """Cancel a live job; idempotent for a cancelled one."""
-        await api.service.execute(job_id, CancelJob())
-        return {"status": "cancelled", "job_id": job_id}
+        outcome = await _control(api, job_id, CancelJob(), _keyed(idempotency_key, "cancel"), idempotency_key)
+        return _answer({"status": "cancelled", "job_id": job_id}, outcome)
 
     @post(
         JOB + "/pause",
@@ -185,10 +230,12 @@ class JobsController(Controller):
         status_code=200,
         responses=responses({200: (StatusChange, "Paused")}, (400, 403, 404, 409)),
     )
-    async def pause(self, api: ApiDep, job_id: FromPath[str]) -> dict[str, str]:
+    async def pause(
+        self, api: ApiDep, job_id: FromPath[str], idempotency_key: IdempotencyKey = None
+    ) -> Response[dict[str, Any]]:
         """Pause a running job."""
-        await api.service.execute(job_id, PauseJob())
-        return {"status": "paused", "job_id": job_id}
+        outcome = await _control(api, job_id, PauseJob(), _keyed(idempotency_key, "pause"), idempotency_key)
+        return _answer({"status": "paused", "job_id": job_id}, outcome)
 
     @post(
         JOB + "/resume",
@@ -196,10 +243,12 @@ class JobsController(Controller):
         status_code=200,
         responses=responses({200: (StatusChange, "Resumed: the job runs again")}, (400, 403, 404, 409)),
     )
-    async def resume(self, api: ApiDep, job_id: FromPath[str]) -> dict[str, str]:
+    async def resume(
+        self, api: ApiDep, job_id: FromPath[str], idempotency_key: IdempotencyKey = None
+    ) -> Response[dict[str, Any]]:
         """Resume a paused job."""
-        await api.service.execute(job_id, ResumeJob())
-        return {"status": "resumed", "job_id": job_id}
+        outcome = await _control(api, job_id, ResumeJob(), _keyed(idempotency_key, "resume"), idempotency_key)
+        return _answer({"status": "resumed", "job_id": job_id}, outcome)
 
     @post(
         JOB + "/messages",
@@ -209,13 +258,22 @@ class JobsController(Controller):
         responses=responses({202: (MessageAccepted, "Message delivered")}, (400, 403, 404, 409, 413, 415)),
     )
     async def deliver(
-        self, request: Request[Any, Any, Any], api: ApiDep, job_id: FromPath[str]
-    ) -> dict[str, str]:
+        self,
+        request: Request[Any, Any, Any],
+        api: ApiDep,
+        job_id: FromPath[str],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[dict[str, Any]]:
         """Deliver an external message to an agent of a running or paused job."""
         body = await json_object_body(request, api.settings.max_body_bytes)
+        keyed = _keyed(idempotency_key, "messages", body or {})
         async with api.db.read() as conn:
             if await read_model.job_status(conn, job_id) is None:
                 raise job_not_found(job_id)
         agent_id, message = _external_message(api, job_id, body or {})
-        await api.service.execute(job_id, DeliverExternal(agent_id, message))
-        return {"job_id": job_id, "agent_id": agent_id, "message_id": message["envelope"]["message_id"]}
+        outcome = await _control(api, job_id, DeliverExternal(agent_id, message), keyed, idempotency_key)
+        delivered = outcome.events[0] if outcome.replayed else None
+        if delivered is not None:  # the first call's message, not the one this retry would have sent
+            agent_id, message = str(delivered.agent_id), delivered.payload["message"]
+        content = {"job_id": job_id, "agent_id": agent_id, "message_id": message["envelope"]["message_id"]}
+        return _answer(content, outcome, 202)

@@ -399,3 +399,27 @@ async def committed_commands(
             start = page[-1]["sequence"] + 1
         found[command_id] = CommittedCommand([row_to_event(r) for r in rows], rows[0]["request_sha256"])
     return found
+
+
+async def commands_with_prefix(
+    conn: AsyncConnection, stream_id: str, prefix: str
+) -> list[tuple[Event, str | None]]:
+    """The first events of the commands of `stream_id` whose id starts with `prefix`, in order,
+    each with its request digest.
+
+    Used for the rare keyed `POST /jobs/cleanup`, whose one call appends one audit event per job
+    (a scan of the stream's events that carry an id: no index serves a prefix on every collation).
+    """
+    rows = await conn.execute(
+        select(events)
+        .where(
+            and_(
+                events.c.stream_id == stream_id,
+                events.c.command_id.is_not(None),
+                func.substr(events.c.command_id, 1, len(prefix)) == prefix,
+            )
+        )
+        .order_by(events.c.sequence)
+    )
+    return [(row_to_event(r._mapping), r.request_sha256) for r in rows]
+

@@ -55,7 +55,7 @@ async def test_a_lost_commit_acknowledgement_drops_the_connection_after_the_comm
         await direct.close()
 
 
-async def test_a_partition_holds_statements_until_it_heals_and_a_cut_closes_connections(proxy: FaultProxy) -> None:
+async def test_a_black_hole_holds_statements_until_it_heals_and_a_cut_closes_connections(proxy: FaultProxy) -> None:
     conn = await asyncpg.connect(_proxied(proxy))
     assert await conn.fetchval("SELECT 1") == 1
     proxy.partition()

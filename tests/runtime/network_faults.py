@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -27,15 +28,16 @@ ONCE_PER_JOB = (
 )
 
 
-def doubling_job(k: int, sleep_seconds: float = 0) -> dict[str, Any]:
+def doubling_job(k: int, sleep_seconds: float = 0, gate: Path | None = None) -> dict[str, Any]:
     """worker (executor) doubles `n` and emits it; sink (aggregator) completes the job with it.
 
     Each job has one executor step and one builtin step, so its log holds every kind of commit
     a node makes: the executor's received / lease events each on their own, its step, the sink's
-    chained step and the completion.
+    chained step and the completion. With a `gate`, the worker waits until that file exists.
     """
+    wait = "" if gate is None else f"while [ ! -e {gate} ]; do sleep 0.1; done; "
     command = (
-        f"sleep {sleep_seconds}; n=$(tr -dc 0-9 < {{input_file}}); "
+        f"{wait}sleep {sleep_seconds}; n=$(tr -dc 0-9 < {{input_file}}); "
         "printf '{\"emit_messages\":[{\"type\":\"doubled\",\"body\":{\"n\":%d}}]}' $((n*2))"
     )
     return {
@@ -52,11 +54,13 @@ def doubling_job(k: int, sleep_seconds: float = 0) -> dict[str, Any]:
     }
 
 
-def submit_all(node: NodeProcess, count: int, sleep_seconds: float = 0) -> dict[str, int]:
+def submit_all(
+    node: NodeProcess, count: int, sleep_seconds: float = 0, gate: Path | None = None
+) -> dict[str, int]:
     """Submit `count` jobs, each with its own Idempotency-Key, retrying until answered: job id → k."""
     submitted: dict[str, int] = {}
     for k in range(count):
-        job_id = submit_with_retries(node, doubling_job(k, sleep_seconds), f"fault-{k}")
+        job_id = submit_with_retries(node, doubling_job(k, sleep_seconds, gate), f"fault-{k}")
         submitted[job_id] = k
     assert len(submitted) == count  # a retried submit never made a second job
     return submitted
