@@ -15,6 +15,14 @@ the independent replay check of tests/replay.py against the API; `mirror-neuron 
 the projections equal to a replay of the whole log; and each worker's RSS over the last
 `--rss-window` jobs must be within 10 % of its RSS over the first (checked when the run has at
 least twice that many jobs). Prints a summary; exits 1 when any criterion fails.
+
+With faults (`--lost-acks 0.05 --partition-every 1000`) each worker reaches Postgres through a
+fault proxy of the tests (tests/faultproxy.py) that loses that fraction of COMMIT replies, and
+after every `--partition-every` finished jobs one worker (in turn) is cut off for
+`--partition-seconds` (longer than its lease TTL): its jobs are taken over, and once healed it
+finds itself declared lost and exits; it is started again, as a supervisor would. Every job's
+stream is then also checked for any effect recorded twice (tests/runtime/network_faults.py), and
+the RSS criterion is not applied (restarted workers are new processes).
 """
 
 from __future__ import annotations
@@ -43,7 +51,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.faultproxy import FaultProxy
 from tests.replay import compare_with_api
+from tests.runtime.network_faults import duplicate_effects
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -236,6 +246,19 @@ class Process:
         return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
 
 
+def _proxy_for(url: str, seed: int) -> FaultProxy:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return FaultProxy(parsed.host or "127.0.0.1", parsed.port or 5432, seed=seed).start()
+
+
+def _through(url: str, proxy: FaultProxy) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+
+
 async def _admin(dsn: str, statement: str) -> None:
     import asyncpg
 
@@ -265,6 +288,13 @@ class Options:
     pg_dsn: str = field(default_factory=lambda: os.environ.get("MIRROR_NEURON_TEST_PG_DSN", DEFAULT_PG_DSN))
     keep_database: bool = False
     workdir: Path | None = None
+    lost_acks: float = 0.0
+    partition_every: int = 0
+    partition_seconds: float = 15.0
+
+    @property
+    def faults(self) -> bool:
+        return bool(self.lost_acks or self.partition_every)
 
 
 @dataclass
@@ -286,6 +316,10 @@ class Result:
     recoveries: int = 0
     retries: int = 0
     rss: dict[str, tuple[float, float]] = field(default_factory=dict)
+    duplicate_effects: list[str] = field(default_factory=list)
+    acks_lost: int = 0
+    partitions: int = 0
+    restarts: int = 0
     problems: list[str] = field(default_factory=list)
     workdir: str = ""
 
@@ -335,6 +369,9 @@ class Soak:
         self._lock = threading.Lock()
         self.sampler: RssSampler | None = None
         self.api: Api | None = None
+        self.proxies: list[FaultProxy] = []
+        self.workers: list[Process] = []
+        self.worker_envs: list[dict[str, str]] = []
 
     # ---- processes
 
@@ -361,11 +398,19 @@ class Soak:
         )
         api = Api(f"http://127.0.0.1:{port}")
         _until(lambda: self._ready(api, server), 60)
+        for i in range(1, self.options.workers + 1):
+            worker_url = url
+            if self.options.faults:
+                proxy = _proxy_for(url, seed=self.options.seed + i)
+                self.proxies.append(proxy)
+                worker_url = _through(url, proxy)
+            self.worker_envs.append(self._env(worker_url, f"soak-worker-{i}"))
         workers = [
-            Process(f"soak-worker-{i}", "worker", self._env(url, f"soak-worker-{i}"), self.workdir)
-            for i in range(1, self.options.workers + 1)
+            Process(f"soak-worker-{i}", "worker", env, self.workdir) for i, env in enumerate(self.worker_envs, 1)
         ]
         _until(lambda: len(self._alive_workers(api)) == len(workers), 60)
+        for proxy in self.proxies:
+            proxy.lose_commit_acks(self.options.lost_acks)
         return api, server, workers
 
     @staticmethod
@@ -402,6 +447,10 @@ class Soak:
             self.result.driver_errors.append(f"{scenario.name} {job_id}: {type(exc).__name__}: {exc}")
         with self._lock:
             self.finished += 1
+            every = self.options.partition_every
+            if every and self.finished % every == 0 and self.finished < self.options.jobs:
+                turn = self.finished // every - 1
+                threading.Thread(target=self._partition, args=(turn % len(self.proxies),), daemon=True).start()
             if self.finished % 250 == 0:
                 rss = self.sampler.samples[-1][1] if self.sampler and self.sampler.samples else {}
                 figures = ", ".join(f"{name} {value / 2**20:.1f} MiB" for name, value in rss.items())
@@ -414,6 +463,21 @@ class Soak:
         with ThreadPoolExecutor(self.options.concurrency) as pool:
             for future in [pool.submit(self._one, api, i, scenario) for i, scenario in enumerate(chosen)]:
                 future.result()
+
+    def _partition(self, index: int) -> None:
+        """Cut worker `index` off for longer than its lease TTL, heal, and restart it once it has fenced itself out."""
+        proxy, worker = self.proxies[index], self.workers[index]
+        print(f"  partition of {worker.name} for {self.options.partition_seconds} s", file=sys.stderr, flush=True)
+        self.result.partitions += 1
+        proxy.partition()
+        time.sleep(self.options.partition_seconds)
+        proxy.heal()
+        try:
+            worker.popen.wait(timeout=90)  # declared lost while cut off: it exits
+        except subprocess.TimeoutExpired:
+            return  # it kept its place (no other node declared it lost): nothing to restart
+        self.result.restarts += 1
+        self.workers[index] = Process(worker.name, "worker", self.worker_envs[index], self.workdir)
 
     # ---- checks
 
@@ -439,6 +503,7 @@ class Soak:
         differences = compare_with_api(recorded, details)
         if differences:
             self.result.replay_mismatches.append(f"{job_id}: {differences[:3]}")
+        self.result.duplicate_effects += [f"{job_id}: {d}" for d in duplicate_effects(recorded)]
 
     def _verify(self, url: str) -> None:
         env = self._env(url, "soak-verify")
@@ -463,6 +528,7 @@ class Soak:
             ("jobs not terminal", r.stuck),
             ("jobs with a duplicate or misplaced terminal event", r.duplicate_terminals),
             ("jobs whose replay differs from the API", r.replay_mismatches),
+            ("effects recorded twice", r.duplicate_effects),
             ("jobs with an unexpected outcome", r.unexpected_outcomes),
             ("driver errors", r.driver_errors),
         ):
@@ -473,8 +539,9 @@ class Soak:
         for worker in workers:
             if not worker.alive():
                 r.problems.append(f"{worker.name} exited:\n{worker.tail()}")
+        r.acks_lost = sum(p.counters.acks_lost for p in self.proxies)
         r.rss = sampler.windows(r.acknowledged, window)
-        if r.acknowledged >= 2 * window:
+        if r.acknowledged >= 2 * window and not self.options.faults:
             for name, (first, last) in r.rss.items():
                 if not last <= first * (1 + RSS_GROWTH_LIMIT):
                     r.problems.append(
@@ -500,7 +567,8 @@ class Soak:
             )
             api, server, workers = self._start(url)
             self.api = api
-            processes = [server, *workers]
+            self.workers = workers  # replaced in place when a partitioned worker is restarted
+            processes = [server]
             sampler = self.sampler = RssSampler(workers, lambda: self.finished)
             sampler.start()
             started = time.monotonic()
@@ -512,8 +580,10 @@ class Soak:
                 self._check_job(api, job_id, scenario)
             self._judge(sampler, workers)
         finally:
-            for process in reversed(processes):
+            for process in reversed([*processes, *self.workers]):
                 process.stop()
+            for proxy in self.proxies:
+                proxy.stop()
             if processes:
                 self._verify(url)
             if not self.options.keep_database:
@@ -540,6 +610,7 @@ def summary(result: Result, options: Options) -> str:
         f"  replay mismatches   {len(result.replay_mismatches)}",
         f"  unexpected outcomes {len(result.unexpected_outcomes)}",
         f"  recoveries          {result.recoveries}",
+        f"  effects twice       {len(result.duplicate_effects)}",
         f"  client retries      {result.retries} (answers 503 or refused connections)",
         f"  verify              {result.verify_output.splitlines()[-1] if result.verify_output else 'not run'}",
     ]
@@ -548,6 +619,12 @@ def summary(result: Result, options: Options) -> str:
         lines.append(
             f"  RSS {name:<15} first {options.rss_window} jobs {first / 2**20:.1f} MiB, "
             f"last {options.rss_window} {last / 2**20:.1f} MiB ({growth:+.1%})"
+        )
+    if options.faults:
+        lines.append(
+            f"  faults              {result.acks_lost} COMMIT replies lost ({options.lost_acks:.0%} asked), "
+            f"{result.partitions} partitions of {options.partition_seconds:g} s, {result.restarts} workers restarted "
+            "(RSS criterion not applied)"
         )
     lines.append(f"  logs                {result.workdir}")
     lines.append("PASS" if result.ok else "FAIL:\n  - " + "\n  - ".join(result.problems))
@@ -563,6 +640,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-window", type=int, default=1000, help="jobs in the first and last RSS windows")
     parser.add_argument("--pg-dsn", default=os.environ.get("MIRROR_NEURON_TEST_PG_DSN", DEFAULT_PG_DSN))
     parser.add_argument("--keep-database", action="store_true")
+    parser.add_argument("--lost-acks", type=float, default=0.0, help="fraction of COMMIT replies the workers lose")
+    parser.add_argument("--partition-every", type=int, default=0, help="cut one worker off after every N jobs")
+    parser.add_argument("--partition-seconds", type=float, default=15.0, help="how long (over the 10 s lease TTL)")
     args = parser.parse_args(argv)
     options = Options(
         jobs=args.jobs,
@@ -572,6 +652,9 @@ def main(argv: list[str] | None = None) -> int:
         rss_window=args.rss_window,
         pg_dsn=args.pg_dsn,
         keep_database=args.keep_database,
+        lost_acks=args.lost_acks,
+        partition_every=args.partition_every,
+        partition_seconds=args.partition_seconds,
     )
     result = run(options)
     print(summary(result, options))

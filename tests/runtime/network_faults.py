@@ -28,6 +28,9 @@ ONCE_PER_JOB = (
 )
 
 
+ONCE_PER_STEP = ("executor_lease_requested", "sandbox_job_completed", "sensor_observed", "aggregator_duplicate_ignored")
+
+
 def doubling_job(k: int, sleep_seconds: float = 0, gate: Path | None = None) -> dict[str, Any]:
     """worker (executor) doubles `n` and emits it; sink (aggregator) completes the job with it.
 
@@ -154,8 +157,10 @@ def duplicate_effects(stream: list[dict[str, Any]]) -> list[str]:
             key = (kind, agent, p["message_id"], turn)
         elif kind == "executor_attempt_failed":
             key = (kind, agent, handling.get(agent), turn, p["attempt"])
-        else:  # lease requests, runs, custom events: once per message an agent handles in a turn
+        elif kind in ONCE_PER_STEP:  # once per message an agent handles in one owner's turn
             key = (kind, agent, handling.get(agent), turn)
+        else:  # custom events (a step may record several of one type), pauses, dead letters
+            continue
         seen[key] += 1
         if seen[key] == 2:
             problems.append(f"{kind} twice: {key} (sequence {e['sequence']})")
