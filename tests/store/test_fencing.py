@@ -216,8 +216,13 @@ async def test_a_take_over_waits_for_an_in_flight_fenced_transaction(
     # saw the fenced step's events.
     assert {e.event_id for e in outcome.events} <= {e.event_id for e in seen_by_taker}
     assert (await stream(db, job_id))[-1] == outcome.events[-1]
+    # The old holder retrying the step it committed is told that it committed (exactly once:
+    # tests/store/test_exactly_once.py); anything new it sends is refused.
+    retried = await fenced_service.execute(job_id, received(), old)
+    assert retried.replayed and retried.events == outcome.events
+    requested = NewEvent(ev.EXECUTOR_LEASE_REQUESTED, {"pool": "default", "slots": 1}, "router")
     with pytest.raises(LeaseLost):
-        await fenced_service.execute(job_id, received(), old)
+        await fenced_service.execute(job_id, RecordAgentEvents("router", (requested,), "seed-1"), old)
 
 
 async def test_a_fenced_step_waits_for_an_in_flight_take_over_and_then_fails(
