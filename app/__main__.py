@@ -86,7 +86,7 @@ async def _start_node_when_ready(node: Any, stop: asyncio.Event, url: str) -> bo
 
 async def _serve(settings: Settings, *, api: bool) -> int:
     from app.ops import listener, metrics, tracing
-    from app.runtime import memory
+    from app.ops import memory
     from app.runtime.node import Node
     from app.service import Service
     from app.store.database import Database
@@ -175,7 +175,7 @@ def _run_service(main: Coroutine[Any, Any, int]) -> int:
     uvloop's event loop and uvicorn's httptools parser (both installed with the project on
     Linux and macOS) cut the CPU a request and a step cost: see README "Benchmarks".
     """
-    from app.runtime import memory
+    from app.ops import memory
 
     memory.limit_arenas()
     memory.tune_gc()

@@ -121,7 +121,7 @@ def die_with_parent() -> None:
 
 async def _serve_api_only(settings: Settings, fd: int, parent: int) -> int:
     from app.http.app import create_app
-    from app.runtime import memory
+    from app.ops import memory
     from app.service import Service
     from app.store.database import Database
 

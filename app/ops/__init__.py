@@ -7,7 +7,8 @@
   INFO line per job lifecycle transition, node event and bundle change;
 - `requests`: the ASGI middleware of the API port: request ids, access lines, HTTP metrics and spans;
 - `tracing`: optional OpenTelemetry spans (the `otel` extra);
-- `listener`: `GET /metrics`, `/livez`, `/readyz` on MIRROR_NEURON_METRICS_PORT.
+- `listener`: `GET /metrics`, `/livez`, `/readyz` on MIRROR_NEURON_METRICS_PORT;
+- `memory`: the process's malloc arenas and cyclic-GC tuning (every long-running process: API and node).
 
 The domain never sees any of it; `store`, `service` and `runtime` call `metrics`, `tracing` and
 `lifecycle`, which import nothing of theirs.

@@ -36,7 +36,7 @@ from app.domain.manifest import seed_payloads
 from app.domain.messages import normalize_message
 from app.domain.runtime_state import JobRuntime, fold_runtime
 from app.ops import metrics
-from app.runtime import memory
+from app.ops import memory
 from app.runtime import modules as mod
 from app.runtime.bundle_cache import BundleCache, BundleUnavailable
 from app.runtime.pools import ExecutorPools, LeaseRow, parse_pool_capacities
@@ -167,7 +167,7 @@ class Node:
         self._mirror_pending: dict[str, LeaseRow] = {}
         self._mirror_task: asyncio.Task[None] | None = None
         self._starting: set[str] = set()  # jobs between taking their lease and having a runner
-        self._next_trim = 0.0  # monotonic time of the next malloc trim (see app/runtime/memory.py)
+        self._next_trim = 0.0  # monotonic time of the next malloc trim (see app/ops/memory.py)
         self.listener: wakeups.Listener | None = None
         service.subscribe(self._on_commit)
         if settings.runtime_enabled:

@@ -211,7 +211,7 @@ def in_list(column: Any, values: Collection[Any]) -> Any:
     caches a statement per text (asyncpg). Lists whose length follows the number of jobs or
     agents in play kept a worker preparing new statements for as long as it ran; padding
     (repeating the last value, which changes no result) leaves a handful of lengths per query.
-    (The soak's memory growth had another cause: see app/runtime/memory.py.)
+    (The soak's memory growth had another cause: see app/ops/memory.py.)
     """
     return column.in_(padded(values))
 

@@ -1,4 +1,4 @@
-"""app.runtime.memory: freed heap pages go back to the OS (glibc only); the cyclic GC is tuned."""
+"""app.ops.memory: freed heap pages go back to the OS (glibc only); the cyclic GC is tuned."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.runtime import memory
+from app.ops import memory
 
 
 def _rss_kib() -> int:
