@@ -64,11 +64,10 @@ def test_owner_killed_another_node_finishes(database_url: str, backend: str, db:
         assert status == 201, body
         job_id = body["job_id"]
         wait_for(lambda: _workers_running(owner, job_id), 30, "workers to run")
-        if backend == "postgres":
-            other = NodeProcess("node-b", database_url, tmp_path, **env).start()
-        owner.kill()
-        if other is None:  # SQLite: one host, restart the same node
-            other = NodeProcess("node-a", database_url, tmp_path, **env).start()
+        owner.kill()  # before the other node starts: a slow start must not let the owner finish first
+        # Postgres: another node takes over; SQLite: one host, the same node restarts.
+        other_name = "node-b" if backend == "postgres" else "node-a"
+        other = NodeProcess(other_name, database_url, tmp_path, **env).start()
         wait_for(lambda: _status(other, job_id) in ("completed", "failed", "cancelled"), 60, "completion")
         events = _assert_exactly_once(other, job_id)
         started = [e for e in events if e["type"] == "job_recovery_started"]
