@@ -20,12 +20,10 @@ from app.client import ApiError, Client
 from app.domain.canonical import HASH_ALGORITHMS, JCS, PYJSON, event_hash
 from app.domain.events import Event
 from app.domain.projection import AgentView, JobProjection, JobView, fold
+from app.wire import JobRecord
 
-JOB_FIELDS = (
-    "job_id", "graph_id", "job_name", "status", "status_reason", "daemon", "submitted_at", "updated_at",
-    "root_agent_ids", "placement_policy", "recovery_policy", "max_agent_restart_attempts", "result", "node",
-    "recovery_count", "last_sequence", "last_hash", "manifest_ref", "bundle", "idempotency_key",
-)
+# Every field of the API's job record is event-derived: the replay's JobView has each (tests/unit/test_wire.py).
+JOB_FIELDS = JobRecord.__struct_fields__
 SUMMARY_FIELDS = ("nodes", "sandbox_names", "last_event", "executor_count", "status", "updated_at")
 AGENT_FIELDS = ("agent_type", "role", "processed_messages", "mailbox_depth", "last_error", "sandbox_name")
 
@@ -215,10 +213,7 @@ def _check_archive(job_id: str, records: list[dict[str, Any]], cleaned: dict[str
 
 async def audit_cleanups(db: Any, archive: Iterable[dict[str, Any]] | None = None) -> CleanupAudit:
     """Check the system stream's chain, that cleaned jobs left nothing behind, and the archive."""
-    from sqlalchemy import func, select
-
-    from app.store import event_store
-    from app.store.tables import events, jobs
+    from app.store import event_store, read_model
 
     async with db.read() as conn:
         chain = ChainCheck("system")
@@ -232,11 +227,11 @@ async def audit_cleanups(db: Any, archive: Iterable[dict[str, Any]] | None = Non
         cleaned = [e for e in system if e.type == "jobs_cleaned"]
         for record in cleaned:
             for job_id in record.payload["job_ids"]:
-                left = (await conn.execute(select(func.count()).where(events.c.stream_id == job_id))).scalar_one()
-                row = (await conn.execute(select(jobs.c.job_id).where(jobs.c.job_id == job_id))).first()
-                if left or row is not None:
+                left = await event_store.stream_length(conn, job_id)
+                row_left = await read_model.job_status(conn, job_id) is not None
+                if left or row_left:
                     findings.append(f"jobs_cleaned[{job_id}] (system event {record.sequence}): {left} events and "
-                                    f"{'a' if row else 'no'} jobs row remain")
+                                    f"{'a' if row_left else 'no'} jobs row remain")
     streams = _archived_streams(archive) if archive is not None else {}
     checked = 0
     for record in cleaned:

@@ -104,7 +104,8 @@ class BundleRef(msgspec.Struct):
 
 
 class JobRecord(msgspec.Struct):
-    """SPEC §2.20 JobRecord."""
+    """SPEC §2.20 JobRecord: the fields of the job projection (`app.domain.projection.JobView`) that the API
+    shows, as JSON types. These names are the list `mirror-neuron audit` compares with its replay."""
 
     job_id: str
     graph_id: str

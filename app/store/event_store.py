@@ -253,6 +253,11 @@ async def stream_head(conn: AsyncConnection, stream_id: str) -> StreamHead:
     return EMPTY if row is None else StreamHead(row.sequence, row.hash, row.timestamp)
 
 
+async def stream_length(conn: AsyncConnection, stream_id: str) -> int:
+    """How many events a stream holds (0 once a job's stream was cleaned up)."""
+    return int((await conn.execute(select(func.count()).where(events.c.stream_id == stream_id))).scalar_one())
+
+
 async def read_stream(
     conn: AsyncConnection, stream_id: str, *, after: int = 0, limit: int | None = None, newest_first: bool = False
 ) -> list[Event]:
