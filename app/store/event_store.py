@@ -18,13 +18,13 @@ from app.domain.canonical import (
     canonical_json,
     event_hash,
     format_ms,
-    parse_json,
     parse_ms,
     seal_payload,
 )
 from app.domain.events import Event, NewEvent
 from app.domain.projection import build
 from app.store.database import Prepared
+from app.store.json_columns import parse_stored
 from app.store.tables import any_of, event_positions, events, id_list, jobs, prepared
 
 
@@ -55,7 +55,7 @@ def row_to_event(row: Any) -> Event:
         "timestamp": row["timestamp"],
         "job_id": row["job_id"],
         "agent_id": row["agent_id"],
-        "payload": parse_json(row["payload"]),
+        "payload": parse_stored(row["payload"]),
         "hash": row["hash"],
         "hash_alg": row["hash_alg"],
         "payload_json": None,

@@ -9,9 +9,10 @@ from typing import Any
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.domain.canonical import canonical_json, parse_json
+from app.domain.canonical import canonical_json
 from app.domain.projection import AgentView, JobProjection, JobView, build
 from app.store.database import Prepared
+from app.store.json_columns import parse_stored
 from app.store.tables import agents, any_of, id_list, jobs, prepared
 
 _JOB_FIELDS = tuple(f.name for f in fields(JobView))
@@ -36,7 +37,7 @@ def agent_to_row(agent: AgentView) -> dict[str, Any]:
 
 
 def _load(value: str | None) -> Any:
-    return None if value is None else parse_json(value)
+    return None if value is None else parse_stored(value)
 
 
 def row_to_job(row: Any) -> JobView:

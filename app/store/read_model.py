@@ -23,10 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ColumnElement
 
 from app.domain import bundle as bundle_views
-from app.domain.canonical import canonical_json, format_ms, parse_json
+from app.domain.canonical import canonical_json, format_ms
 from app.domain.events import ALL_STATUSES, TERMINAL_STATUSES
 from app.store.database import Prepared
 from app.store.event_store import api_record, read_stream_rows
+from app.store.json_columns import parse_stored
 from app.store.projector import JOB_ROW
 from app.store.tables import (
     agents,
@@ -134,7 +135,7 @@ def _storable(value: object) -> bool:
 
 
 def _json(text: str | None) -> Any:
-    return None if text is None else parse_json(text)
+    return None if text is None else parse_stored(text)
 
 
 def _raw(text: str | None) -> msgspec.Raw | None:

@@ -19,10 +19,11 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain.bundle import project_bundle
-from app.domain.canonical import canonical_json, parse_json
+from app.domain.canonical import canonical_json
 from app.domain.events import Event
 from app.domain.projection import JobProjection, build, fold
 from app.store.database import Database, driver_fetch
+from app.store.json_columns import parse_stored
 from app.store.projector import agent_to_row, job_to_row
 from app.store.tables import agents, bundles, jobs
 
@@ -70,7 +71,7 @@ async def _raw_streams(conn: AsyncConnection, *, job_streams: bool) -> AsyncIter
 
 
 def _decode(rows: list[RawRow]) -> list[Event]:
-    loads = parse_json
+    loads = parse_stored
     return [
         build(Event, {
             "position": p, "stream_id": s, "sequence": q, "event_id": i, "type": t, "timestamp": ts, "job_id": j,

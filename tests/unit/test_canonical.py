@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -19,6 +20,7 @@ from app.domain.canonical import (
     canonical_json,
     event_hash,
     format_ms,
+    has_long_digits,
     legacy_json,
     parse_json,
     parse_ms,
@@ -145,6 +147,13 @@ def test_non_string_keys_are_found_anywhere() -> None:
 def test_stored_text_reads_large_integers_as_doubles() -> None:
     assert parse_json('{"a":10000000000000000,"b":9007199254740993,"c":[7]}') == {"a": 1e16, "b": 9007199254740992.0, "c": [7]}
     assert type(parse_json("[9007199254740991]")[0]) is int
+
+
+@given(st.text(alphabet=st.sampled_from("0123456789 .e-\"a\u00e9\u0660\ud800\U0001f600"), max_size=60))
+def test_the_long_digit_scan_finds_exactly_sixteen_ascii_digits_in_a_row(text: str) -> None:
+    expected = re.search(r"[0-9]{16}", text) is not None
+    assert has_long_digits(text) is expected
+    assert has_long_digits(text.encode("utf-8", "surrogatepass")) is expected
 
 
 # ------------------------------------------------------------------------------------ event hash
