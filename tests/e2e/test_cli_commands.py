@@ -4,7 +4,6 @@ and as plain lines, and the documented exit codes (issue 20)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import pty
@@ -20,33 +19,16 @@ import pytest
 
 from app.cli import cli
 from app.client import Client
-from app.store.database import Database
-from tests.conftest import reset
+from tests.e2e.conftest import EXAMPLES, NodeSpec, serving_examples
 from tests.runtime.processes import ROOT, NodeProcess
 
-EXAMPLES = ROOT / "examples"
 PAUSE_RESUME = EXAMPLES / "manifests" / "pause_resume.json"
 
 
 @pytest.fixture(scope="module")
-def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    """One node serving the examples' bundles on an emptied database, for the whole module."""
-
-    async def empty() -> None:
-        db = Database(database_url)
-        try:
-            await reset(db)
-        finally:
-            await db.dispose()
-
-    asyncio.run(empty())
-    node = NodeProcess(
-        "cli-node", database_url, tmp_path_factory.mktemp("cli"), MIRROR_NEURON_BUNDLES_DIR=str(EXAMPLES)
-    ).start()
-    try:
-        yield node
-    finally:
-        node.stop()
+def node_spec() -> NodeSpec:
+    """One node serving the examples' bundles (tests/e2e/conftest.py starts it)."""
+    return serving_examples("cli-node")
 
 
 def mn(server: NodeProcess | None, *args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,6 @@ several pages, `wait` following the event stream, and follows that resume after 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import socket
@@ -17,11 +16,9 @@ from collections.abc import Iterator
 import pytest
 
 from app.client import ApiError, AsyncClient, Client, Progress
-from app.store.database import Database
-from tests.conftest import reset
-from tests.runtime.processes import ROOT, NodeProcess
+from tests.e2e.conftest import EXAMPLES, NodeSpec, serving_examples
+from tests.runtime.processes import NodeProcess
 
-EXAMPLES = ROOT / "examples"
 PAUSE_RESUME = json.loads((EXAMPLES / "manifests" / "pause_resume.json").read_text())
 # §13.5 flow B: the sink waits for ten messages, so the job runs until it is cancelled.
 NEVER_COMPLETES = {**PAUSE_RESUME, "nodes": [PAUSE_RESUME["nodes"][0], {**PAUSE_RESUME["nodes"][1], "config": {"complete_after": 10}}]}
@@ -82,23 +79,9 @@ class CuttingProxy:
 
 
 @pytest.fixture(scope="module")
-def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    """One node serving the examples' bundles on an emptied database, for the whole module."""
-
-    async def empty() -> None:
-        db = Database(database_url)
-        try:
-            await reset(db)
-        finally:
-            await db.dispose()
-
-    asyncio.run(empty())
-    work = tmp_path_factory.mktemp("client")
-    node = NodeProcess("client-node", database_url, work, MIRROR_NEURON_BUNDLES_DIR=str(EXAMPLES)).start()
-    try:
-        yield node
-    finally:
-        node.stop()
+def node_spec() -> NodeSpec:
+    """One node serving the examples' bundles (tests/e2e/conftest.py starts it)."""
+    return serving_examples("client-node")
 
 
 @pytest.fixture

@@ -5,12 +5,10 @@ API's answers matter here."""
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +16,10 @@ import httpx
 import pytest
 
 from app.domain.manifest import declares_uploads
-from app.store.database import Database
-from tests.conftest import reset
-from tests.runtime.processes import ROOT, NodeProcess
+from tests.e2e.conftest import EXAMPLES, NodeSpec, serving_examples
+from tests.runtime.processes import NodeProcess
 
 TOKEN = "generated-client-token-7e1"
-EXAMPLES = ROOT / "examples"
 BUNDLES = sorted(path.parent for path in EXAMPLES.glob("*/manifest.json"))
 RAW = sorted(EXAMPLES.glob("manifests/*.json"))
 GENERATOR = Path(sys.executable).with_name("openapi-python-client")
@@ -41,23 +37,10 @@ class TokenNode(NodeProcess):
 
 
 @pytest.fixture(scope="module")
-def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    async def empty() -> None:
-        db = Database(database_url)
-        try:
-            await reset(db)
-        finally:
-            await db.dispose()
-
-    asyncio.run(empty())
-    node = TokenNode(
-        "generated-client-node", database_url, tmp_path_factory.mktemp("generated"),
-        MIRROR_NEURON_BUNDLES_DIR=str(EXAMPLES), MIRROR_NEURON_RUNTIME_ENABLED="0", MIRROR_NEURON_API_TOKEN=TOKEN,
-    ).start()
-    try:
-        yield node
-    finally:
-        node.stop()
+def node_spec() -> NodeSpec:
+    """A node that requires the token, serves the examples' bundles and runs no jobs."""
+    spec = serving_examples("generated-client-node", MIRROR_NEURON_RUNTIME_ENABLED="0", MIRROR_NEURON_API_TOKEN=TOKEN)
+    return NodeSpec(spec.name, spec.env, TokenNode)
 
 
 @pytest.fixture(scope="module")

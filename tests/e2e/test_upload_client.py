@@ -4,39 +4,23 @@ server has not registered — real processes, both databases."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from app.client import Client, bundle_archive
-from app.store.database import Database
-from tests.conftest import reset
+from tests.e2e.conftest import NodeSpec
 from tests.runtime.processes import ROOT, NodeProcess
 
 
 @pytest.fixture(scope="module")
-def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+def node_spec() -> NodeSpec:
     """A node with no bundles directory: every bundle it runs comes over HTTP."""
-
-    async def empty() -> None:
-        db = Database(database_url)
-        try:
-            await reset(db)
-        finally:
-            await db.dispose()
-
-    asyncio.run(empty())
-    node = NodeProcess("upload-node", database_url, tmp_path_factory.mktemp("upload")).start()
-    try:
-        yield node
-    finally:
-        node.stop()
+    return NodeSpec("upload-node")
 
 
 def _bundle(tmp_path: Path, graph_id: str) -> Path:
