@@ -8,10 +8,9 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
 from litestar.types import ExceptionHandlersMap
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.domain.job import Rejected
-from app.store.database import is_unavailable
+from app.store.database import is_pool_timeout, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    if is_unavailable(exc) or isinstance(exc, PoolTimeout):
+    if is_unavailable(exc) or is_pool_timeout(exc):
         # Never the driver's text: it may name the host, the user or the password.
         log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
         return error_response(503, DATABASE_UNAVAILABLE)

@@ -12,7 +12,6 @@ import msgspec
 from litestar import Controller, Response, get
 from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.response import Stream
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.http import params
 from app.http.context import Api, ApiDep
@@ -25,8 +24,9 @@ from app.http.schemas import (
     text_parameter,
 )
 from app.ops import metrics
-from app.store import read_model
-from app.store.event_store import api_record, read_job_event_rows, read_stream_rows
+from app.store import event_pages
+from app.store.database import Database
+from app.store.event_store import api_record
 from app.wire import EventPage
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,6 @@ log = logging.getLogger(__name__)
 POLL_INTERVAL_SECONDS = 0.2
 KEEPALIVE_SECONDS = 15.0
 BATCH = 500
-# Cursors past the largest storable sequence/position match nothing; clamping keeps them
-# inside the database integer types (Postgres INTEGER sequences, BIGINT positions).
-MAX_SEQUENCE = 2**31 - 1
-MAX_POSITION = 2**63 - 1
 JSON, NDJSON, SSE = "json", "ndjson", "sse"
 AFTER_MESSAGE = "after must be a non-negative integer"
 LAST_EVENT_ID_MESSAGE = "Last-Event-ID must be a non-negative integer"
@@ -47,7 +43,7 @@ _MEDIA_TYPES = {NDJSON: "application/x-ndjson", SSE: "text/event-stream"}
 _KEEPALIVES = {NDJSON: b"\n", SSE: b": keep-alive\n\n"}
 
 # A batch read: the events after a cursor, and whether the stream is over (job gone or terminal).
-BatchReader = Callable[[AsyncConnection, int, int], Awaitable[tuple[list[Any], bool]]]
+BatchReader = Callable[[Database, int, int], Awaitable[tuple[list[Any], bool]]]
 
 
 @dataclass(frozen=True)
@@ -110,8 +106,7 @@ async def frames(
     try:
         while True:
             size = BATCH if remaining is None else min(BATCH, remaining)
-            async with api.db.read() as conn:
-                batch, finished = await read(conn, after, size)
+            batch, finished = await read(api.db, after, size)
             if batch:
                 # One chunk per batch: a write per event costs a syscall (and a TCP segment) each.
                 chunk = []
@@ -137,19 +132,15 @@ async def frames(
 
 
 def _job_reader(job_id: str) -> BatchReader:
-    async def read(conn: AsyncConnection, after: int, size: int) -> tuple[list[Any], bool]:
-        tip = await read_model.stream_tip(conn, job_id)
-        if tip is None:
-            return [], True
-        batch = await read_stream_rows(conn, job_id, after=min(after, MAX_SEQUENCE), limit=size)
-        last = batch[-1]["sequence"] if batch else after
-        return batch, tip.terminal and last >= tip.last_sequence
+    async def read(db: Database, after: int, size: int) -> tuple[list[Any], bool]:
+        page = await event_pages.job_events_after(db, job_id, after, size)
+        return ([], True) if page is None else (page.events, page.finished)
 
     return read
 
 
-async def _feed_reader(conn: AsyncConnection, after: int, size: int) -> tuple[list[Any], bool]:
-    return await read_job_event_rows(conn, after=min(after, MAX_POSITION), limit=size), False
+async def _feed_reader(db: Database, after: int, size: int) -> tuple[list[Any], bool]:
+    return await event_pages.events_after(db, after, size), False
 
 
 async def _followed(body: AsyncIterator[bytes], feed: str) -> AsyncIterator[bytes]:
@@ -218,13 +209,15 @@ class EventsController(Controller):
         query = feed_query(
             after=after, limit=limit, follow=follow, last_event_id=last_event_id, accept=accept
         )
-        async with api.db.read() as conn:
-            if await read_model.stream_tip(conn, job_id) is None:
+        if query.mode != JSON:
+            if not await event_pages.job_exists(api.db, job_id):
                 raise job_not_found(job_id)
-            if query.mode != JSON:
-                return _stream(api, query, _job_reader(job_id), _sequence, "job")
-            wanted = None if query.limit is None else query.limit + 1
-            found = await read_stream_rows(conn, job_id, after=min(query.after, MAX_SEQUENCE), limit=wanted)
+            return _stream(api, query, _job_reader(job_id), _sequence, "job")
+        wanted = None if query.limit is None else query.limit + 1
+        read = await event_pages.job_events_after(api.db, job_id, query.after, wanted)
+        if read is None:
+            raise job_not_found(job_id)
+        found = read.events
         page = found if query.limit is None else found[: query.limit]
         more = query.limit is not None and len(found) > query.limit
         return Response(
@@ -252,9 +245,7 @@ class EventsController(Controller):
         )
         if query.mode != JSON:
             return _stream(api, query, _feed_reader, _position, "global")
-        async with api.db.read() as conn:
-            start = min(query.after, MAX_POSITION)
-            page = await read_job_event_rows(conn, after=start, limit=query.limit or 100)
+        page = await event_pages.events_after(api.db, query.after, query.limit or 100)
         return Response(
             {"data": [api_record(e) for e in page], "next_after": page[-1]["position"] if page else None}
         )

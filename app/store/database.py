@@ -10,10 +10,17 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util.concurrency import await_
 
@@ -91,6 +98,11 @@ def _means_unavailable(exc: BaseException) -> bool:
 def is_unavailable(exc: BaseException) -> bool:
     """True when an exception means the database is unreachable or not writable."""
     return any(_means_unavailable(item) for item in _driver_errors(exc))
+
+
+def is_pool_timeout(exc: BaseException) -> bool:
+    """True when no pooled connection came free within the pool's timeout (the database is busy)."""
+    return isinstance(exc, PoolTimeout)
 
 
 def _ping_when_idle(engine: AsyncEngine) -> None:
@@ -220,6 +232,11 @@ class Database:
             return
         async with self.reader.connect() as conn, conn.begin():
             yield conn
+
+    async def ping(self) -> None:
+        """One `SELECT 1` on a read connection: raises when the database does not answer."""
+        async with self.read() as conn:
+            await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

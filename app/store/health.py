@@ -6,7 +6,7 @@ import asyncio
 import functools
 import os
 
-from sqlalchemy import and_, select, text
+from sqlalchemy import and_, select
 from sqlalchemy.exc import DBAPIError
 
 from app.store.database import Database
@@ -32,8 +32,7 @@ def _detail(exc: BaseException) -> str:
 
 async def _probe(db: Database) -> str | None:
     """`SELECT 1`, then the schema revision; returns the revision."""
-    async with db.read() as conn:
-        await conn.execute(text("SELECT 1"))
+    await db.ping()
     return await current_revision(db.reader)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from sqlalchemy import event, text
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from app.store.database import Database
+from app.store.database import Database, is_pool_timeout
 
 
 async def test_a_burst_larger_than_the_pool_queues_and_the_kept_connections_are_reused(database_url: str) -> None:
@@ -41,3 +42,9 @@ async def test_a_burst_larger_than_the_pool_queues_and_the_kept_connections_are_
         assert opened == before
     finally:
         await db.dispose()
+
+
+def test_a_pool_timeout_is_named_by_the_store() -> None:
+    # The API answers it 503 "database unavailable" without knowing SQLAlchemy's exception.
+    assert is_pool_timeout(PoolTimeout("QueuePool limit of size 2 overflow 1 reached"))
+    assert not is_pool_timeout(TimeoutError()) and not is_pool_timeout(ValueError())
