@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import platform
@@ -13,8 +12,6 @@ import subprocess
 import time
 import uuid
 from typing import Any
-
-from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 
 from app.bundles.cache import local_bundle_dir
 from app.config import Settings
@@ -49,50 +46,13 @@ from app.runtime.runner import (
     retry_unavailable,
 )
 from app.service import BundleRegistry, NodeRegistry, Outcome, Service
-from app.store import event_store, leases, wakeups
-from app.store.database import Database, Prepared, is_unavailable
+from app.store import event_store, leases, read_model, scheduling, wakeups
+from app.store.database import Database, is_unavailable
 from app.store.leases import Fence, TakenLease
 from app.store.nodes import NodeRow, heartbeat
-from app.store.tables import any_of, bundles, executor_leases, id_list, in_list, job_leases, jobs, prepared
 
 log = logging.getLogger(__name__)
 
-RECOVERABLE = ("running", "paused")
-ADMIT_PAGE = 500
-
-# Built once (the scheduler runs them on every poll and wake-up): see projector.SELECT_JOB.
-# Admission and claims take jobs in submission order: the position of their job_submitted
-# (SPEC §3.2), not a millisecond timestamp, which many submits share.
-_PENDING = Prepared(
-    select(jobs.c.job_id).where(jobs.c.status == "pending")
-    .order_by(jobs.c.submitted_position, jobs.c.job_id).limit(ADMIT_PAGE)
-)
-_ANY_QUEUED = Prepared(select(jobs.c.job_id).where(jobs.c.status == "queued").limit(1))
-# Several nodes claim at once: each skips the rows another is claiming (SQLite drops the clause;
-# its write transactions are serialised anyway).
-_QUEUED = Prepared(
-    select(jobs.c.job_id).where(jobs.c.status == "queued")
-    .order_by(jobs.c.submitted_position, jobs.c.job_id).limit(bindparam("b_free"))
-    .with_for_update(skip_locked=True)
-)
-# Outer join: a running job whose lease row is gone altogether is recoverable too.
-_RECOVERABLE = (
-    select(jobs.c.job_id, jobs.c.node, job_leases.c.job_id.label("leased"))
-    .select_from(jobs.outerjoin(job_leases, jobs.c.job_id == job_leases.c.job_id))
-    .where(
-        and_(
-            jobs.c.status.in_(RECOVERABLE),
-            or_(
-                job_leases.c.job_id.is_(None),
-                job_leases.c.released.is_(True),
-                job_leases.c.expires_at_ms <= bindparam("b_now"),
-            ),
-        )
-    )
-    .order_by(job_leases.c.expires_at_ms)
-    .limit(bindparam("b_free"))
-)
-_HEADS = prepared(lambda d: select(jobs.c.job_id, jobs.c.last_sequence).where(any_of(jobs.c.job_id, "b_job_ids", d)))
 BUNDLE_TICK_SECONDS = 5.0
 
 
@@ -201,9 +161,7 @@ class Node:
         if self.settings.runtime_enabled:
             self.settings.temp_dir.mkdir(parents=True, exist_ok=True)
             self._tasks.append(asyncio.create_task(self._schedule_loop(), name="scheduler"))
-            if self.db.is_postgres:
-                self.listener = wakeups.Listener(self.db, self.service.origin, self._on_wakeup)
-                self.listener.start()
+            self.listener = wakeups.listen(self.db, self.service.origin, self._on_wakeup)
         if self.settings.bundles_dir is not None:
             self._tasks.append(asyncio.create_task(self._bundle_loop(), name="bundle-reload"))
 
@@ -242,16 +200,12 @@ class Node:
 
         (A submit through this process's API is admitted in its own commit: `Service.admitting_node`.)
         """
-        for event in recorded:
-            if event.type == ev.JOB_QUEUED:
-                self._queued_due = True
-                self._wake.set()
-            elif stream_id in self.runners and (
-                event.type in (ev.JOB_PAUSED, ev.JOB_RESUMED, ev.JOB_CANCELLED)
-                or (event.type == ev.MESSAGE_DELIVERED and event.payload.get("route") == "external")
-            ):
-                self._dirty.add(stream_id)
-                self._wake.set()
+        wake = wakeups.wakeup_of([(stream_id, recorded)])
+        owned = wake.jobs & self.runners.keys()
+        self._queued_due = self._queued_due or wake.claim
+        self._dirty |= owned
+        if wake.claim or owned:
+            self._wake.set()
 
     def _on_wakeup(self, wake: wakeups.Wakeup) -> None:
         """Another process committed work for runtime nodes (Postgres NOTIFY): react now, not at the poll."""
@@ -277,27 +231,11 @@ class Node:
             rows, self._mirror_pending = self._mirror_pending, {}
             try:
                 async with self.db.write() as conn:
-                    removed = sorted(r.lease_id for r in rows.values() if r.state == "removed")
-                    if removed:
-                        await conn.execute(delete(executor_leases).where(in_list(executor_leases.c.lease_id, removed)))
-                    for row in rows.values():
-                        if row.state != "removed":
-                            await self._mirror_one(conn, row)
+                    await leases.mirror_executor_leases(
+                        conn, rows.values(), node=self.name, incarnation=self.incarnation
+                    )
             except Exception as exc:
                 log.debug("executor lease mirror failed: %s", type(exc).__name__)
-
-    async def _mirror_one(self, conn: Any, row: LeaseRow) -> None:
-        meta = row.metadata
-        where = executor_leases.c.lease_id == row.lease_id
-        done = await conn.execute(update(executor_leases).where(where).values(state=row.state))
-        if done.rowcount == 0:
-            await conn.execute(
-                insert(executor_leases).values(
-                    lease_id=row.lease_id, node=self.name, incarnation=self.incarnation,
-                    job_id=meta.get("job_id", ""), agent_id=meta.get("agent_id", ""), pool=row.pool,
-                    slots=row.slots, state=row.state, requested_at_ms=row.requested_at_ms,
-                )
-            )
 
     # ---------------------------------------------------------------- heartbeat
 
@@ -408,12 +346,8 @@ class Node:
     async def _follow_owned(self) -> None:
         if not self.runners:
             return
-        ids = list(self.runners)
-        heads: dict[str, int] = {}
         async with self.db.read() as conn:
-            for start in range(0, len(ids), 500):
-                values = {"b_job_ids": id_list(self.db.dialect, ids[start : start + 500])}
-                heads.update({r["job_id"]: r["last_sequence"] for r in await _HEADS.rows(conn, values)})
+            heads = await scheduling.stream_heads(conn, list(self.runners))
         dirty, self._dirty = self._dirty, set()
         stale = []
         for job_id, runner in self.runners.items():
@@ -431,7 +365,7 @@ class Node:
     async def _admit(self) -> None:
         self._admit_due = False
         async with self.db.read() as conn:
-            pending = [r["job_id"] for r in await _PENDING.rows(conn)]
+            pending = await scheduling.pending_jobs(conn)
         # Concurrently, so that the service commits them together (group commit).
         admitted = await asyncio.gather(
             *(self.service.execute(job_id, AdmitJob(self.name)) for job_id in pending), return_exceptions=True
@@ -440,7 +374,7 @@ class Node:
             # Rejected: another node admitted it first (or it was cancelled).
             if isinstance(result, BaseException) and not isinstance(result, Rejected):
                 raise result
-        if len(pending) == ADMIT_PAGE:
+        if len(pending) == scheduling.ADMIT_PAGE:
             self._admit_due = True  # more are waiting
         if pending:
             self._wake.set()
@@ -451,7 +385,7 @@ class Node:
             return
         now = self.service.clock()
         async with self.db.read() as conn:
-            candidates = (await conn.execute(_RECOVERABLE, {"b_now": now, "b_free": free})).all()
+            candidates = await scheduling.recoverable_jobs(conn, now_ms=now, limit=free)
         for row in candidates:
             if row.job_id in self.runners:
                 # Our own lease lapsed (renewals failed): stop the local copy first; the job is
@@ -462,7 +396,7 @@ class Node:
                 continue
             self._starting.add(row.job_id)
             try:
-                taken = await self._take_for_recovery(row.job_id, row.node, leased=row.leased is not None)
+                taken = await self._take_for_recovery(row.job_id, row.last_node, leased=row.leased)
                 if taken is not None:
                     await self._recover_job(row.job_id, taken)
             finally:
@@ -491,15 +425,15 @@ class Node:
             return
         if not known_queued:
             async with self.db.read() as conn:
-                queued = await _ANY_QUEUED.first(conn)
-            if queued is None:
+                queued = await scheduling.any_queued(conn)
+            if not queued:
                 self._queued_due = False
                 return  # nothing to claim: no write transaction on an idle tick
         claimed: list[tuple[str, Fence]] = []
         try:
             async with self.db.write() as conn:
                 now = self.service.clock()
-                job_ids = [r["job_id"] for r in await _QUEUED.rows(conn, {"b_free": free})]
+                job_ids = await scheduling.lock_queued(conn, free)
                 self._queued_due = len(job_ids) >= free  # a full page: more may be waiting
                 fences = await leases.claim_many(
                     conn, job_ids, node=self.name, incarnation=self.incarnation, now_ms=now, ttl_ms=self.ttl_ms
@@ -710,7 +644,7 @@ class Node:
 
     async def _reload_due_bundles(self) -> None:
         async with self.db.read() as conn:
-            views = [json.loads(r.view) for r in await conn.execute(select(bundles.c.view))]
+            views = await read_model.registered_bundle_views(conn)
         # New directories are registered every tick, whatever the reload mode (SPEC C.5.5).
         await self.bundles.discover({view["bundle_id"] for view in views})
         now = self.service.clock()

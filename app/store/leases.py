@@ -1,11 +1,15 @@
-"""Job leases with fencing tokens (DESIGN §2 invariant 8): claim, take over, renew, release, check."""
+"""Job leases with fencing tokens (DESIGN §2 invariant 8): claim, take over, renew, release, check.
+
+Also the `executor_leases` mirror of a node's executor pool requests and grants (SPEC §7.6).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import ARRAY, and_, bindparam, delete, false, func, literal, or_, select, update
+from sqlalchemy import ARRAY, and_, bindparam, delete, false, func, insert, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -299,3 +303,47 @@ async def release_all(conn: AsyncConnection, incarnation: str, now_ms: int) -> i
         .values(released=True, expires_at_ms=now_ms)
     )
     return int(result.rowcount or 0)
+
+
+class ExecutorLeaseState(Protocol):
+    """The newest state of one executor pool request or grant, as a node's pools report it."""
+
+    @property
+    def lease_id(self) -> str: ...
+    @property
+    def pool(self) -> str: ...
+    @property
+    def slots(self) -> int: ...
+    @property
+    def state(self) -> str: ...  # queued, held or removed
+    @property
+    def requested_at_ms(self) -> int: ...
+    @property
+    def metadata(self) -> Mapping[str, Any]: ...
+
+
+async def mirror_executor_leases(
+    conn: AsyncConnection, rows: Iterable[ExecutorLeaseState], *, node: str, incarnation: str
+) -> None:
+    """Make `executor_leases` show each lease's state: `removed` ones deleted, the others updated or inserted."""
+    rows = list(rows)
+    removed = sorted(r.lease_id for r in rows if r.state == "removed")
+    if removed:
+        await conn.execute(delete(executor_leases).where(in_list(executor_leases.c.lease_id, removed)))
+    for row in rows:
+        if row.state != "removed":
+            await _mirror_one(conn, row, node=node, incarnation=incarnation)
+
+
+async def _mirror_one(conn: AsyncConnection, row: ExecutorLeaseState, *, node: str, incarnation: str) -> None:
+    meta = row.metadata
+    where = executor_leases.c.lease_id == row.lease_id
+    done = await conn.execute(update(executor_leases).where(where).values(state=row.state))
+    if done.rowcount == 0:
+        await conn.execute(
+            insert(executor_leases).values(
+                lease_id=row.lease_id, node=node, incarnation=incarnation,
+                job_id=meta.get("job_id", ""), agent_id=meta.get("agent_id", ""), pool=row.pool,
+                slots=row.slots, state=row.state, requested_at_ms=row.requested_at_ms,
+            )
+        )

@@ -584,6 +584,11 @@ async def bundle_view(conn: AsyncConnection, bundle_id: str) -> dict[str, Any] |
     return None if row is None else dict(json.loads(row.view))
 
 
+async def registered_bundle_views(conn: AsyncConnection) -> list[dict[str, Any]]:
+    """Every registered bundle's projection (the interval scanner's input), in no particular order."""
+    return [dict(json.loads(r.view)) for r in await conn.execute(select(bundles.c.view))]
+
+
 async def bundle_detail(conn: AsyncConnection, bundle_id: str) -> dict[str, Any] | None:
     """BundleDetail (SPEC §9.6); None if not registered."""
     view = await bundle_view(conn, bundle_id)

@@ -169,3 +169,12 @@ class Listener:
             self.connected.clear()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), timeout=2)
+
+
+def listen(db: Database, origin: str, on_wakeup: Callable[[Wakeup], None]) -> Listener | None:
+    """A started `Listener` on Postgres; None on SQLite, whose nodes only poll."""
+    if not db.is_postgres:
+        return None
+    listener = Listener(db, origin, on_wakeup)
+    listener.start()
+    return listener
