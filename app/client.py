@@ -9,18 +9,28 @@ iterators read the NDJSON event streams and resume from the last event seen when
     with Client("http://127.0.0.1:4000", token="...") as mn:
         job = mn.submit(manifest, idempotency_key="nightly-2026-12-06")
         details = mn.wait(job.job_id, timeout=600)
+
+How it is built: each endpoint is written once, as the `Request` it sends (method, path, parameters,
+body, how to decode the answer) or the `_Stream` it reads, in a room per part of the API
+(`SystemEndpoints`, `JobEndpoints`, `EventEndpoints`, `BundleEndpoints`). The `@endpoint` and
+`@event_stream` markers turn each description into a method of both clients: `Client` sends it and
+returns the result, `AsyncClient` returns an awaitable (or an async iterator). The two clients hold only
+their transport (`_send`, `_follow`) and the operations of several requests (paging, `wait`, upload).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import io
 import time
 import zipfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -53,6 +63,8 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 # A followed stream sends a keep-alive every 15 s (SPEC §2.14): a read this long without one is a dead link.
 STREAM_READ_TIMEOUT = 45.0
 T = TypeVar("T")
+P = ParamSpec("P")
+TransportT = TypeVar("TransportT", httpx.BaseTransport, httpx.AsyncBaseTransport)
 
 
 class ApiError(Exception):
@@ -125,30 +137,55 @@ _STATUS_AFTER = {
 
 
 @dataclass(frozen=True)
-class _Call:
-    """One request: what to send, how to read the answer, and whether a retry is safe."""
+class Request(Generic[T]):
+    """One request: what to send, how to read a 2xx answer, and whether a retry is safe."""
 
     method: str
     path: str
+    decode: Callable[[httpx.Response], T]
     params: dict[str, Any] | None = None
     json: Any = None
     headers: dict[str, str] | None = None
     files: dict[str, Any] | None = None
     retry: bool = True
 
+    def options(self) -> dict[str, Any]:
+        """What httpx sends besides the method and the path."""
+        return {"params": self.params, "json": self.json, "headers": self.headers, "files": self.files}
+
+
+def _decode(content: bytes, kind: type[T]) -> T:
+    return msgspec.json.decode(content, type=kind)
+
+
+def _read(kind: type[T]) -> Callable[[httpx.Response], T]:
+    """Decode the answer as `kind`."""
+    return lambda response: _decode(response.content, kind)
+
+
+def _status_is(word: str) -> Callable[[httpx.Response], bool]:
+    """True when the answer's `status` is `word`."""
+    return lambda response: bool(response.json()["status"] == word)
+
+
+def _get(path: str, decode: Callable[[httpx.Response], T], params: dict[str, Any] | None = None) -> Request[T]:
+    return Request("GET", path, decode, params=params)
+
+
+def _write(
+    method: str, path: str, decode: Callable[[httpx.Response], T], *, idempotency_key: str | None, **kwargs: Any
+) -> Request[T]:
+    """A write, retried only when it carries an Idempotency-Key."""
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None
+    return Request(method, path, decode, headers=headers, retry=idempotency_key is not None, **kwargs)
+
 
 def _quoted(value: str) -> str:
-    from urllib.parse import quote
-
     return quote(value, safe="")
 
 
-def _key(idempotency_key: str | None) -> dict[str, str] | None:
-    return {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None
-
-
-def _write(method: str, path: str, *, idempotency_key: str | None = None, **kwargs: Any) -> _Call:
-    return _Call(method, path, headers=_key(idempotency_key), retry=idempotency_key is not None, **kwargs)
+def _job_path(job_id: str) -> str:
+    return f"/jobs/{_quoted(job_id)}"
 
 
 def _list_params(
@@ -179,6 +216,23 @@ def _submit_body(
     return body
 
 
+def _submission(response: httpx.Response) -> Submission:
+    data = response.json()
+    replayed = response.headers.get("Idempotent-Replayed") == "true"
+    return Submission(data["job_id"], data["status"], replayed)
+
+
+def _reload_result(response: httpx.Response) -> Reloaded | ReloadUnchanged:
+    data = msgspec.json.decode(response.content)
+    if data.get("reloaded"):
+        return msgspec.convert(data, Reloaded)
+    return msgspec.convert(data, ReloadUnchanged)
+
+
+def _job_over(response: httpx.Response) -> bool:
+    return _decode(response.content, JobDetails).job.status in TERMINAL_STATUSES
+
+
 def bundle_archive(path: str | Path) -> bytes:
     """The bytes of a bundle zip: a `.zip` file as it is, a directory zipped (its files under its name)."""
     source = Path(path)
@@ -194,6 +248,12 @@ def bundle_archive(path: str | Path) -> bytes:
     return buffer.getvalue()
 
 
+def _upload(archive: bytes) -> Request[Uploaded]:
+    """Unchanged content appends nothing, so a retry is safe."""
+    files = {"bundle": ("bundle.zip", archive, "application/zip")}
+    return Request("POST", "/bundles/upload", _read(Uploaded), files=files)
+
+
 def _error(response: httpx.Response) -> ApiError:
     try:
         body = response.json()
@@ -206,23 +266,6 @@ def _error(response: httpx.Response) -> ApiError:
 
 def _unreachable(base_url: str, exc: Exception) -> ApiError:
     return ApiError(0, f"cannot reach {base_url}: {exc or type(exc).__name__}")
-
-
-def _decode(content: bytes, kind: type[T]) -> T:
-    return msgspec.json.decode(content, type=kind)
-
-
-def _reload_result(content: bytes) -> Reloaded | ReloadUnchanged:
-    data = msgspec.json.decode(content)
-    if data.get("reloaded"):
-        return msgspec.convert(data, Reloaded)
-    return msgspec.convert(data, ReloadUnchanged)
-
-
-def _submission(response: httpx.Response) -> Submission:
-    data = response.json()
-    replayed = response.headers.get("Idempotent-Replayed") == "true"
-    return Submission(data["job_id"], data["status"], replayed)
 
 
 def _base(url: str) -> str:
@@ -248,6 +291,7 @@ class _Stream:
     follow: bool
     deadline: float | None = None
     failures: int = 0
+    seen: bool = False
 
     @property
     def job_path(self) -> str | None:
@@ -274,7 +318,22 @@ class _Stream:
         event = _decode(line.encode() if isinstance(line, str) else line, EventRecord)
         self.after = getattr(event, self.cursor_field)
         self.failures = 0
+        self.seen = True
         return event
+
+    def ends_with(self, event: EventRecord) -> bool:
+        """True after the terminal event of a followed job stream."""
+        return self.follow and self.job_path is not None and event.type in TERMINAL_EVENTS
+
+    def raise_unless_deleted(self, response: httpx.Response) -> None:
+        """A refused (re)connection: returns when the job was deleted by cleanup while we followed; a
+        502/503/504 raises as a dropped link (to reconnect), anything else as ApiError."""
+        error = _error(response)
+        if error.status == 404 and self.seen:
+            return
+        if error.status not in RETRY_STATUSES:
+            raise error
+        raise httpx.RemoteProtocolError(error.error)
 
     def dropped(self, exc: Exception, retries: int, base_url: str) -> float:
         """The pause before reconnecting, or raise when the link stays down or the deadline passed."""
@@ -285,24 +344,235 @@ class _Stream:
         return _backoff(self.failures)
 
 
-class _Shared:
-    """Settings common to both clients."""
-
-    def __init__(self, base_url: str, token: str | None, timeout: float, retries: int) -> None:
-        self.base_url = _base(base_url)
-        self.token = token
-        self.timeout = timeout
-        self.retries = retries
-
-    def _retryable(self, call: _Call, attempt: int, status: int | None) -> bool:
-        return call.retry and attempt < self.retries and (status is None or status in RETRY_STATUSES)
+def _job_stream(job_id: str, after: int, *, follow: bool, deadline: float | None = None) -> _Stream:
+    return _Stream(f"{_job_path(job_id)}/events", "sequence", after, follow=follow, deadline=deadline)
 
 
-# ------------------------------------------------------------------ the synchronous client
+def _waiting(job_id: str, timeout: float | None) -> tuple[Progress, _Stream]:
+    """What `wait` counts, and the followed stream that ends at the job's terminal event or deadline."""
+    progress = Progress(job_id)
+    deadline = None if timeout is None else progress.started + timeout
+    return progress, _job_stream(job_id, 0, follow=True, deadline=deadline)
 
 
-class Client(_Shared):
-    """A blocking client; use it as a context manager or call `close()`."""
+def _waited(job_id: str, details: JobDetails) -> JobDetails:
+    if details.job.status not in TERMINAL_STATUSES:
+        raise ApiError(404, f"job {job_id} was not found")  # the stream ended: the job was cleaned up
+    return details
+
+
+# ------------------------------------------------------------------ one description, a method of both clients
+
+
+def _bound(client: Any, run: Callable[[Any], Any], describe: Callable[..., Any]) -> Callable[..., Any]:
+    """`describe` as a method of `client` that hands what it describes to `run` (awaited when `run` is a
+    coroutine function, so that an async call describes its request when awaited, as an `async def` does)."""
+    if inspect.iscoroutinefunction(run):
+
+        @functools.wraps(describe)
+        async def awaited(*args: Any, **kwargs: Any) -> Any:
+            return await run(describe(client, *args, **kwargs))
+
+        return awaited
+
+    @functools.wraps(describe)
+    def method(*args: Any, **kwargs: Any) -> Any:
+        return run(describe(client, *args, **kwargs))
+
+    return method
+
+
+class endpoint(Generic[P, T]):
+    """Marks a method that describes one request: on `Client` it sends it and returns the result, on
+    `AsyncClient` it returns an awaitable of the result."""
+
+    def __init__(self, describe: Callable[Concatenate[Any, P], Request[T]]) -> None:
+        self.describe = describe
+        self.__doc__ = describe.__doc__
+
+    @overload
+    def __get__(self, client: None, owner: type[Any]) -> endpoint[P, T]: ...
+    @overload
+    def __get__(self, client: Client, owner: type[Any]) -> Callable[P, T]: ...
+    @overload
+    def __get__(self, client: AsyncClient, owner: type[Any]) -> Callable[P, Awaitable[T]]: ...
+    def __get__(self, client: Any, owner: type[Any]) -> Any:
+        return self if client is None else _bound(client, client._send, self.describe)
+
+
+class event_stream(Generic[P]):
+    """Marks a method that describes an NDJSON event stream: an iterator on `Client`, an async iterator
+    on `AsyncClient`, resumed after the last event seen when the connection drops."""
+
+    def __init__(self, describe: Callable[Concatenate[Any, P], _Stream]) -> None:
+        self.describe = describe
+        self.__doc__ = describe.__doc__
+
+    @overload
+    def __get__(self, client: None, owner: type[Any]) -> event_stream[P]: ...
+    @overload
+    def __get__(self, client: Client, owner: type[Any]) -> Callable[P, Iterator[EventRecord]]: ...
+    @overload
+    def __get__(self, client: AsyncClient, owner: type[Any]) -> Callable[P, AsyncIterator[EventRecord]]: ...
+    def __get__(self, client: Any, owner: type[Any]) -> Any:
+        return self if client is None else _bound(client, client._follow, self.describe)
+
+
+# ------------------------------------------------------------------ the endpoints, room by room
+
+
+class SystemEndpoints:
+    """Health, readiness, the summary, the nodes and the OpenAPI document."""
+
+    @endpoint
+    def health(self) -> Request[bool]:
+        """True when the process serves HTTP."""
+        return _get("/health", _status_is("ok"))
+
+    @endpoint
+    def ready(self) -> Request[bool]:
+        """True when the database answers and is migrated (503 raises ApiError)."""
+        return _get("/health/ready", _status_is("ready"))
+
+    @endpoint
+    def summary(self) -> Request[SystemSummary]:
+        """Nodes, recent jobs and counts."""
+        return _get("/system/summary", _read(SystemSummary))
+
+    @endpoint
+    def nodes(self) -> Request[list[NodeSummary]]:
+        """Every node, sorted by name."""
+        return _get("/nodes", lambda response: _decode(response.content, NodeList).data)
+
+    @endpoint
+    def openapi(self) -> Request[dict[str, Any]]:
+        """The served OpenAPI document."""
+        return _get("/schema/openapi.json", lambda response: dict(response.json()))
+
+
+class JobEndpoints:
+    """Submitting, listing, reading and controlling jobs."""
+
+    @endpoint
+    def submit(
+        self,
+        manifest: dict[str, Any] | None = None,
+        *,
+        bundle_id: str | None = None,
+        initial_inputs: Any = None,
+        bundle_path: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Request[Submission]:
+        """Submit a manifest, a registered bundle, or an uploaded bundle version (`bundle_path`)."""
+        body = _submit_body(manifest, bundle_id, initial_inputs, bundle_path)
+        return _write("POST", "/jobs", _submission, json=body, idempotency_key=idempotency_key)
+
+    @endpoint
+    def jobs(
+        self,
+        *,
+        status: str | list[str] | None = None,
+        graph_id: str | None = None,
+        include_terminal: bool | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Request[JobList]:
+        """One page of jobs, most recently updated first; continue with its `next_cursor`."""
+        return _get("/jobs", _read(JobList), _list_params(status, graph_id, include_terminal, limit, cursor))
+
+    @endpoint
+    def job(self, job_id: str) -> Request[JobDetails]:
+        """Record, summary, agents, 25 newest events and sandboxes of one job."""
+        return _get(_job_path(job_id), _read(JobDetails))
+
+    @endpoint
+    def cancel(self, job_id: str, *, idempotency_key: str | None = None) -> Request[StatusChange]:
+        """Cancel a live job (a cancelled one answers the same)."""
+        return _write("POST", f"{_job_path(job_id)}/cancel", _read(StatusChange), idempotency_key=idempotency_key)
+
+    @endpoint
+    def pause(self, job_id: str, *, idempotency_key: str | None = None) -> Request[StatusChange]:
+        """Pause a running job."""
+        return _write("POST", f"{_job_path(job_id)}/pause", _read(StatusChange), idempotency_key=idempotency_key)
+
+    @endpoint
+    def resume(self, job_id: str, *, idempotency_key: str | None = None) -> Request[StatusChange]:
+        """Resume a paused job."""
+        return _write("POST", f"{_job_path(job_id)}/resume", _read(StatusChange), idempotency_key=idempotency_key)
+
+    @endpoint
+    def message(
+        self, job_id: str, agent_id: str, message: dict[str, Any] | None = None, *, idempotency_key: str | None = None
+    ) -> Request[MessageAccepted]:
+        """Deliver an external message to an agent of a running or paused job."""
+        body = {"agent_id": agent_id, "message": message if message is not None else {}}
+        path = f"{_job_path(job_id)}/messages"
+        return _write("POST", path, _read(MessageAccepted), json=body, idempotency_key=idempotency_key)
+
+    @endpoint
+    def cleanup(
+        self, *, all: bool = False, older_than: int | None = None, idempotency_key: str | None = None
+    ) -> Request[Cleanup]:
+        """Delete terminal jobs (with `all`, cancel and delete live ones too)."""
+        params: dict[str, Any] = {"all": "true"} if all else {}
+        if older_than is not None:
+            params["older_than"] = older_than
+        return _write("POST", "/jobs/cleanup", _read(Cleanup), params=params, idempotency_key=idempotency_key)
+
+
+class EventEndpoints:
+    """A job's events and the global feed: pages, and streams that resume after a drop."""
+
+    @endpoint
+    def events(self, job_id: str, *, after: int = 0, limit: int | None = None) -> Request[EventPage]:
+        """One page of a job's events in ascending sequence; continue after `next_after`."""
+        params: dict[str, Any] = {"after": after} if limit is None else {"after": after, "limit": limit}
+        return _get(f"{_job_path(job_id)}/events", _read(EventPage), params)
+
+    @event_stream
+    def iter_events(self, job_id: str, *, after: int = 0) -> _Stream:
+        """Every event of a job after `after`, streamed (constant memory), resumed if the link drops."""
+        return _job_stream(job_id, after, follow=False)
+
+    @event_stream
+    def follow_events(self, job_id: str, *, after: int = 0) -> _Stream:
+        """A job's events as they commit, until its terminal event (or its cleanup)."""
+        return _job_stream(job_id, after, follow=True)
+
+    @endpoint
+    def feed(self, *, after: int = 0, limit: int = 100) -> Request[EventPage]:
+        """One page of the global feed of job events, in ascending position."""
+        return _get("/events", _read(EventPage), {"after": after, "limit": limit})
+
+    @event_stream
+    def follow_feed(self, *, after: int = 0) -> _Stream:
+        """Every job event after position `after`, then each new one, forever; store `event.position`
+        to resume later. A dropped connection is resumed from the last position seen."""
+        return _Stream("/events", "position", after, follow=True)
+
+
+class BundleEndpoints:
+    """Registered bundles and their reload (the upload is on each client: it zips first)."""
+
+    @endpoint
+    def bundles(self) -> Request[list[BundleSummary]]:
+        """Every registered bundle, sorted by id."""
+        return _get("/bundles", lambda response: _decode(response.content, BundleList).data)
+
+    @endpoint
+    def bundle(self, bundle_id: str) -> Request[BundleDetail]:
+        """One bundle with its manifest, payload files and history."""
+        return _get(f"/bundles/{_quoted(bundle_id)}", _read(BundleDetail))
+
+    @endpoint
+    def reload_bundle(self, bundle_id: str) -> Request[Reloaded | ReloadUnchanged]:
+        """Re-read a bundle's folder (or register a new folder of that id)."""
+        return Request("POST", f"/bundles/{_quoted(bundle_id)}/reload", _reload_result, retry=False)
+
+
+class _ClientBase(SystemEndpoints, JobEndpoints, EventEndpoints, BundleEndpoints, Generic[TransportT]):
+    """Every endpoint room, the settings and the retry rule common to both clients; each client opens
+    its own httpx pool (`_open`)."""
 
     def __init__(
         self,
@@ -311,11 +581,44 @@ class Client(_Shared):
         token: str | None = None,
         timeout: float = 30.0,
         retries: int = 3,
-        transport: httpx.BaseTransport | None = None,
+        transport: TransportT | None = None,
     ) -> None:
-        super().__init__(base_url, token, timeout, retries)
+        self.base_url = _base(base_url)
+        self.token = token
+        self.timeout = timeout
+        self.retries = retries
+        self._open(transport)
+
+    def _open(self, transport: TransportT | None) -> None:
+        raise NotImplementedError
+
+    def _answer(
+        self, request: Request[T], attempt: int, sent: httpx.Response | httpx.TransportError
+    ) -> httpx.Response | None:
+        """The 2xx answer to decode, or None to retry after `_backoff(attempt)`; raises ApiError when
+        the answer is final (an error, or no retry allowed or left)."""
+        status = None if isinstance(sent, httpx.TransportError) else sent.status_code
+        if isinstance(sent, httpx.Response) and sent.is_success:
+            return sent
+        if request.retry and attempt < self.retries and (status is None or status in RETRY_STATUSES):
+            return None
+        if isinstance(sent, httpx.TransportError):
+            raise _unreachable(self.base_url, sent) from sent
+        raise _error(sent)
+
+    def _stream_timeout(self, stream: _Stream) -> httpx.Timeout:
+        return httpx.Timeout(self.timeout, read=stream.read_timeout())
+
+
+# ------------------------------------------------------------------ the synchronous client
+
+
+class Client(_ClientBase[httpx.BaseTransport]):
+    """A blocking client; use it as a context manager or call `close()`."""
+
+    def _open(self, transport: httpx.BaseTransport | None) -> None:
         self._http = httpx.Client(
-            base_url=self.base_url, headers=_auth(token), timeout=timeout, transport=transport
+            base_url=self.base_url, headers=_auth(self.token), timeout=self.timeout, transport=transport
         )
 
     def __enter__(self) -> Client:
@@ -328,76 +631,48 @@ class Client(_Shared):
         """Close the connection pool."""
         self._http.close()
 
-    def _send(self, call: _Call) -> httpx.Response:
+    def _send(self, request: Request[T]) -> T:
         attempt = 0
         while True:
+            sent: httpx.Response | httpx.TransportError
             try:
-                response = self._http.request(
-                    call.method, API + call.path, params=call.params, json=call.json,
-                    headers=call.headers, files=call.files,
-                )
+                sent = self._http.request(request.method, API + request.path, **request.options())
             except httpx.TransportError as exc:
-                if not self._retryable(call, attempt, None):
-                    raise _unreachable(self.base_url, exc) from exc
-            else:
-                if response.is_success:
-                    return response
-                if not self._retryable(call, attempt, response.status_code):
-                    raise _error(response)
+                sent = exc
+            if (answer := self._answer(request, attempt, sent)) is not None:
+                return request.decode(answer)
             time.sleep(_backoff(attempt))
             attempt += 1
 
-    def _get(self, path: str, kind: type[T], params: dict[str, Any] | None = None) -> T:
-        return _decode(self._send(_Call("GET", path, params=params)).content, kind)
+    def _follow(self, stream: _Stream) -> Iterator[EventRecord]:
+        while True:
+            try:
+                with self._http.stream(
+                    "GET", API + stream.path, params=stream.params(), headers={"Accept": NDJSON},
+                    timeout=self._stream_timeout(stream),
+                ) as response:
+                    if not response.is_success:
+                        response.read()
+                        stream.raise_unless_deleted(response)
+                        return  # the job was deleted by cleanup while we followed
+                    for line in response.iter_lines():
+                        if (event := stream.event(line)) is not None:
+                            yield event
+                            if stream.ends_with(event):
+                                return
+                if not stream.follow or (stream.job_path and self._over(stream.job_path)):
+                    return
+            except httpx.TransportError as exc:
+                time.sleep(stream.dropped(exc, self.retries, self.base_url))
 
-    # system -------------------------------------------------------------------------------------
-
-    def health(self) -> bool:
-        """True when the process serves HTTP."""
-        return bool(self._send(_Call("GET", "/health")).json()["status"] == "ok")
-
-    def ready(self) -> bool:
-        """True when the database answers and is migrated (503 raises ApiError)."""
-        return bool(self._send(_Call("GET", "/health/ready")).json()["status"] == "ready")
-
-    def summary(self) -> SystemSummary:
-        """Nodes, recent jobs and counts."""
-        return self._get("/system/summary", SystemSummary)
-
-    def nodes(self) -> list[NodeSummary]:
-        """Every node, sorted by name."""
-        return self._get("/nodes", NodeList).data
-
-    def openapi(self) -> dict[str, Any]:
-        """The served OpenAPI document."""
-        return dict(self._send(_Call("GET", "/schema/openapi.json")).json())
-
-    # jobs ---------------------------------------------------------------------------------------
-
-    def submit(
-        self,
-        manifest: dict[str, Any] | None = None,
-        *,
-        bundle_id: str | None = None,
-        initial_inputs: Any = None,
-        bundle_path: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> Submission:
-        """Submit a manifest, a registered bundle, or an uploaded bundle version (`bundle_path`)."""
-        body = _submit_body(manifest, bundle_id, initial_inputs, bundle_path)
-        return _submission(self._send(_write("POST", "/jobs", json=body, idempotency_key=idempotency_key)))
-
-    def jobs(
-        self,
-        *,
-        status: str | list[str] | None = None,
-        graph_id: str | None = None,
-        include_terminal: bool | None = None,
-        limit: int = 100,
-        cursor: str | None = None,
-    ) -> JobList:
-        """One page of jobs, most recently updated first; continue with its `next_cursor`."""
-        return self._get("/jobs", JobList, _list_params(status, graph_id, include_terminal, limit, cursor))
+    def _over(self, job_path: str) -> bool:
+        """After a followed job stream ended without its terminal event: is the job over (or deleted)?"""
+        try:
+            return self._send(_get(job_path, _job_over))
+        except ApiError as exc:
+            if exc.status == 404:
+                return True
+            raise
 
     def iter_jobs(
         self,
@@ -418,62 +693,6 @@ class Client(_Shared):
                 return
             cursor = page.next_cursor
 
-    def job(self, job_id: str) -> JobDetails:
-        """Record, summary, agents, 25 newest events and sandboxes of one job."""
-        return self._get(f"/jobs/{_quoted(job_id)}", JobDetails)
-
-    def cancel(self, job_id: str, *, idempotency_key: str | None = None) -> StatusChange:
-        """Cancel a live job (a cancelled one answers the same)."""
-        call = _write("POST", f"/jobs/{_quoted(job_id)}/cancel", idempotency_key=idempotency_key)
-        return _decode(self._send(call).content, StatusChange)
-
-    def pause(self, job_id: str, *, idempotency_key: str | None = None) -> StatusChange:
-        """Pause a running job."""
-        call = _write("POST", f"/jobs/{_quoted(job_id)}/pause", idempotency_key=idempotency_key)
-        return _decode(self._send(call).content, StatusChange)
-
-    def resume(self, job_id: str, *, idempotency_key: str | None = None) -> StatusChange:
-        """Resume a paused job."""
-        call = _write("POST", f"/jobs/{_quoted(job_id)}/resume", idempotency_key=idempotency_key)
-        return _decode(self._send(call).content, StatusChange)
-
-    def message(
-        self, job_id: str, agent_id: str, message: dict[str, Any] | None = None, *, idempotency_key: str | None = None
-    ) -> MessageAccepted:
-        """Deliver an external message to an agent of a running or paused job."""
-        body = {"agent_id": agent_id, "message": message if message is not None else {}}
-        call = _write("POST", f"/jobs/{_quoted(job_id)}/messages", json=body, idempotency_key=idempotency_key)
-        return _decode(self._send(call).content, MessageAccepted)
-
-    def cleanup(
-        self, *, all: bool = False, older_than: int | None = None, idempotency_key: str | None = None
-    ) -> Cleanup:
-        """Delete terminal jobs (with `all`, cancel and delete live ones too)."""
-        params: dict[str, Any] = {"all": "true"} if all else {}
-        if older_than is not None:
-            params["older_than"] = older_than
-        call = _write("POST", "/jobs/cleanup", params=params, idempotency_key=idempotency_key)
-        return _decode(self._send(call).content, Cleanup)
-
-    # events -------------------------------------------------------------------------------------
-
-    def events(self, job_id: str, *, after: int = 0, limit: int | None = None) -> EventPage:
-        """One page of a job's events in ascending sequence; continue after `next_after`."""
-        params: dict[str, Any] = {"after": after} if limit is None else {"after": after, "limit": limit}
-        return self._get(f"/jobs/{_quoted(job_id)}/events", EventPage, params)
-
-    def iter_events(self, job_id: str, *, after: int = 0) -> Iterator[EventRecord]:
-        """Every event of a job after `after`, streamed (constant memory), resumed if the link drops."""
-        return self._stream(_Stream(f"/jobs/{_quoted(job_id)}/events", "sequence", after, follow=False))
-
-    def follow_events(self, job_id: str, *, after: int = 0) -> Iterator[EventRecord]:
-        """A job's events as they commit, until its terminal event (or its cleanup)."""
-        return self._stream(_Stream(f"/jobs/{_quoted(job_id)}/events", "sequence", after, follow=True))
-
-    def feed(self, *, after: int = 0, limit: int = 100) -> EventPage:
-        """One page of the global feed of job events, in ascending position."""
-        return self._get("/events", EventPage, {"after": after, "limit": limit})
-
     def iter_feed(self, *, after: int = 0, page_size: int = 1000) -> Iterator[EventRecord]:
         """Every job event committed so far after position `after`, page after page."""
         while True:
@@ -483,104 +702,32 @@ class Client(_Shared):
                 return
             after = page.next_after
 
-    def follow_feed(self, *, after: int = 0) -> Iterator[EventRecord]:
-        """Every job event after position `after`, then each new one, forever; store `event.position`
-        to resume later. A dropped connection is resumed from the last position seen."""
-        return self._stream(_Stream("/events", "position", after, follow=True))
-
     def wait(
         self, job_id: str, *, timeout: float | None = None, on_progress: Callable[[Progress], None] | None = None
     ) -> JobDetails:
         """Follow the job's events until its terminal event; its details then. TimeoutError after `timeout` s."""
-        progress = Progress(job_id)
-        deadline = None if timeout is None else progress.started + timeout
-        stream = _Stream(f"/jobs/{_quoted(job_id)}/events", "sequence", 0, follow=True, deadline=deadline)
-        for event in self._stream(stream):
+        progress, stream = _waiting(job_id, timeout)
+        for event in self._follow(stream):
             progress.add(event)
             if on_progress is not None:
                 on_progress(progress)
-        details = self.job(job_id)
-        if details.job.status not in TERMINAL_STATUSES:
-            raise ApiError(404, f"job {job_id} was not found")  # the stream ended: the job was cleaned up
-        return details
-
-    def _stream(self, stream: _Stream) -> Iterator[EventRecord]:
-        seen = False
-        while True:
-            try:
-                with self._http.stream(
-                    "GET", API + stream.path, params=stream.params(), headers={"Accept": NDJSON},
-                    timeout=httpx.Timeout(self.timeout, read=stream.read_timeout()),
-                ) as response:
-                    if not response.is_success:
-                        response.read()
-                        error = _error(response)
-                        if error.status == 404 and seen:
-                            return  # deleted by cleanup while we followed
-                        if error.status not in RETRY_STATUSES:
-                            raise error
-                        raise httpx.RemoteProtocolError(error.error)
-                    for line in response.iter_lines():
-                        event = stream.event(line)
-                        if event is None:
-                            continue
-                        seen = True
-                        yield event
-                        if stream.follow and stream.job_path and event.type in TERMINAL_EVENTS:
-                            return
-                if not stream.follow or (stream.job_path and self._over(stream.job_path)):
-                    return
-            except httpx.TransportError as exc:
-                time.sleep(stream.dropped(exc, self.retries, self.base_url))
-
-    def _over(self, job_path: str) -> bool:
-        """After a followed job stream ended without its terminal event: is the job over (or deleted)?"""
-        try:
-            return _decode(self._send(_Call("GET", job_path)).content, JobDetails).job.status in TERMINAL_STATUSES
-        except ApiError as exc:
-            if exc.status == 404:
-                return True
-            raise
-
-    # bundles ------------------------------------------------------------------------------------
-
-    def bundles(self) -> list[BundleSummary]:
-        """Every registered bundle, sorted by id."""
-        return self._get("/bundles", BundleList).data
-
-    def bundle(self, bundle_id: str) -> BundleDetail:
-        """One bundle with its manifest, payload files and history."""
-        return self._get(f"/bundles/{_quoted(bundle_id)}", BundleDetail)
-
-    def reload_bundle(self, bundle_id: str) -> Reloaded | ReloadUnchanged:
-        """Re-read a bundle's folder (or register a new folder of that id)."""
-        return _reload_result(self._send(_Call("POST", f"/bundles/{_quoted(bundle_id)}/reload", retry=False)).content)
+        return _waited(job_id, self.job(job_id))
 
     def upload_bundle(self, path: str | Path) -> Uploaded:
         """Upload a bundle directory (zipped here) or zip file; unchanged content appends nothing, so a
         retry is safe."""
-        files = {"bundle": ("bundle.zip", bundle_archive(path), "application/zip")}
-        return _decode(self._send(_Call("POST", "/bundles/upload", files=files)).content, Uploaded)
+        return self._send(_upload(bundle_archive(path)))
 
 
 # ------------------------------------------------------------------ the asynchronous client
 
 
-class AsyncClient(_Shared):
+class AsyncClient(_ClientBase[httpx.AsyncBaseTransport]):
     """The same API for asyncio; use it with `async with` or call `aclose()`."""
 
-    def __init__(
-        self,
-        base_url: str = "http://127.0.0.1:4000",
-        *,
-        token: str | None = None,
-        timeout: float = 30.0,
-        retries: int = 3,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(base_url, token, timeout, retries)
+    def _open(self, transport: httpx.AsyncBaseTransport | None) -> None:
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=_auth(token), timeout=timeout, transport=transport
+            base_url=self.base_url, headers=_auth(self.token), timeout=self.timeout, transport=transport
         )
 
     async def __aenter__(self) -> AsyncClient:
@@ -593,72 +740,48 @@ class AsyncClient(_Shared):
         """Close the connection pool."""
         await self._http.aclose()
 
-    async def _send(self, call: _Call) -> httpx.Response:
+    async def _send(self, request: Request[T]) -> T:
         attempt = 0
         while True:
+            sent: httpx.Response | httpx.TransportError
             try:
-                response = await self._http.request(
-                    call.method, API + call.path, params=call.params, json=call.json,
-                    headers=call.headers, files=call.files,
-                )
+                sent = await self._http.request(request.method, API + request.path, **request.options())
             except httpx.TransportError as exc:
-                if not self._retryable(call, attempt, None):
-                    raise _unreachable(self.base_url, exc) from exc
-            else:
-                if response.is_success:
-                    return response
-                if not self._retryable(call, attempt, response.status_code):
-                    raise _error(response)
+                sent = exc
+            if (answer := self._answer(request, attempt, sent)) is not None:
+                return request.decode(answer)
             await asyncio.sleep(_backoff(attempt))
             attempt += 1
 
-    async def _get(self, path: str, kind: type[T], params: dict[str, Any] | None = None) -> T:
-        return _decode((await self._send(_Call("GET", path, params=params))).content, kind)
+    async def _follow(self, stream: _Stream) -> AsyncIterator[EventRecord]:
+        while True:
+            try:
+                async with self._http.stream(
+                    "GET", API + stream.path, params=stream.params(), headers={"Accept": NDJSON},
+                    timeout=self._stream_timeout(stream),
+                ) as response:
+                    if not response.is_success:
+                        await response.aread()
+                        stream.raise_unless_deleted(response)
+                        return  # the job was deleted by cleanup while we followed
+                    async for line in response.aiter_lines():
+                        if (event := stream.event(line)) is not None:
+                            yield event
+                            if stream.ends_with(event):
+                                return
+                if not stream.follow or (stream.job_path and await self._over(stream.job_path)):
+                    return
+            except httpx.TransportError as exc:
+                await asyncio.sleep(stream.dropped(exc, self.retries, self.base_url))
 
-    async def health(self) -> bool:
-        """True when the process serves HTTP."""
-        return bool((await self._send(_Call("GET", "/health"))).json()["status"] == "ok")
-
-    async def ready(self) -> bool:
-        """True when the database answers and is migrated (503 raises ApiError)."""
-        return bool((await self._send(_Call("GET", "/health/ready"))).json()["status"] == "ready")
-
-    async def summary(self) -> SystemSummary:
-        """Nodes, recent jobs and counts."""
-        return await self._get("/system/summary", SystemSummary)
-
-    async def nodes(self) -> list[NodeSummary]:
-        """Every node, sorted by name."""
-        return (await self._get("/nodes", NodeList)).data
-
-    async def openapi(self) -> dict[str, Any]:
-        """The served OpenAPI document."""
-        return dict((await self._send(_Call("GET", "/schema/openapi.json"))).json())
-
-    async def submit(
-        self,
-        manifest: dict[str, Any] | None = None,
-        *,
-        bundle_id: str | None = None,
-        initial_inputs: Any = None,
-        bundle_path: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> Submission:
-        """Submit a manifest, a registered bundle, or an uploaded bundle version (`bundle_path`)."""
-        body = _submit_body(manifest, bundle_id, initial_inputs, bundle_path)
-        return _submission(await self._send(_write("POST", "/jobs", json=body, idempotency_key=idempotency_key)))
-
-    async def jobs(
-        self,
-        *,
-        status: str | list[str] | None = None,
-        graph_id: str | None = None,
-        include_terminal: bool | None = None,
-        limit: int = 100,
-        cursor: str | None = None,
-    ) -> JobList:
-        """One page of jobs, most recently updated first; continue with its `next_cursor`."""
-        return await self._get("/jobs", JobList, _list_params(status, graph_id, include_terminal, limit, cursor))
+    async def _over(self, job_path: str) -> bool:
+        """After a followed job stream ended without its terminal event: is the job over (or deleted)?"""
+        try:
+            return await self._send(_get(job_path, _job_over))
+        except ApiError as exc:
+            if exc.status == 404:
+                return True
+            raise
 
     async def iter_jobs(
         self,
@@ -680,60 +803,6 @@ class AsyncClient(_Shared):
                 return
             cursor = page.next_cursor
 
-    async def job(self, job_id: str) -> JobDetails:
-        """Record, summary, agents, 25 newest events and sandboxes of one job."""
-        return await self._get(f"/jobs/{_quoted(job_id)}", JobDetails)
-
-    async def cancel(self, job_id: str, *, idempotency_key: str | None = None) -> StatusChange:
-        """Cancel a live job (a cancelled one answers the same)."""
-        call = _write("POST", f"/jobs/{_quoted(job_id)}/cancel", idempotency_key=idempotency_key)
-        return _decode((await self._send(call)).content, StatusChange)
-
-    async def pause(self, job_id: str, *, idempotency_key: str | None = None) -> StatusChange:
-        """Pause a running job."""
-        call = _write("POST", f"/jobs/{_quoted(job_id)}/pause", idempotency_key=idempotency_key)
-        return _decode((await self._send(call)).content, StatusChange)
-
-    async def resume(self, job_id: str, *, idempotency_key: str | None = None) -> StatusChange:
-        """Resume a paused job."""
-        call = _write("POST", f"/jobs/{_quoted(job_id)}/resume", idempotency_key=idempotency_key)
-        return _decode((await self._send(call)).content, StatusChange)
-
-    async def message(
-        self, job_id: str, agent_id: str, message: dict[str, Any] | None = None, *, idempotency_key: str | None = None
-    ) -> MessageAccepted:
-        """Deliver an external message to an agent of a running or paused job."""
-        body = {"agent_id": agent_id, "message": message if message is not None else {}}
-        call = _write("POST", f"/jobs/{_quoted(job_id)}/messages", json=body, idempotency_key=idempotency_key)
-        return _decode((await self._send(call)).content, MessageAccepted)
-
-    async def cleanup(
-        self, *, all: bool = False, older_than: int | None = None, idempotency_key: str | None = None
-    ) -> Cleanup:
-        """Delete terminal jobs (with `all`, cancel and delete live ones too)."""
-        params: dict[str, Any] = {"all": "true"} if all else {}
-        if older_than is not None:
-            params["older_than"] = older_than
-        call = _write("POST", "/jobs/cleanup", params=params, idempotency_key=idempotency_key)
-        return _decode((await self._send(call)).content, Cleanup)
-
-    async def events(self, job_id: str, *, after: int = 0, limit: int | None = None) -> EventPage:
-        """One page of a job's events in ascending sequence; continue after `next_after`."""
-        params: dict[str, Any] = {"after": after} if limit is None else {"after": after, "limit": limit}
-        return await self._get(f"/jobs/{_quoted(job_id)}/events", EventPage, params)
-
-    def iter_events(self, job_id: str, *, after: int = 0) -> AsyncIterator[EventRecord]:
-        """Every event of a job after `after`, streamed (constant memory), resumed if the link drops."""
-        return self._stream(_Stream(f"/jobs/{_quoted(job_id)}/events", "sequence", after, follow=False))
-
-    def follow_events(self, job_id: str, *, after: int = 0) -> AsyncIterator[EventRecord]:
-        """A job's events as they commit, until its terminal event (or its cleanup)."""
-        return self._stream(_Stream(f"/jobs/{_quoted(job_id)}/events", "sequence", after, follow=True))
-
-    async def feed(self, *, after: int = 0, limit: int = 100) -> EventPage:
-        """One page of the global feed of job events, in ascending position."""
-        return await self._get("/events", EventPage, {"after": after, "limit": limit})
-
     async def iter_feed(self, *, after: int = 0, page_size: int = 1000) -> AsyncIterator[EventRecord]:
         """Every job event committed so far after position `after`, page after page."""
         while True:
@@ -744,80 +813,17 @@ class AsyncClient(_Shared):
                 return
             after = page.next_after
 
-    def follow_feed(self, *, after: int = 0) -> AsyncIterator[EventRecord]:
-        """Every job event after position `after`, then each new one, forever; resumed after a drop."""
-        return self._stream(_Stream("/events", "position", after, follow=True))
-
     async def wait(
         self, job_id: str, *, timeout: float | None = None, on_progress: Callable[[Progress], None] | None = None
     ) -> JobDetails:
         """Follow the job's events until its terminal event; its details then. TimeoutError after `timeout` s."""
-        progress = Progress(job_id)
-        deadline = None if timeout is None else progress.started + timeout
-        stream = _Stream(f"/jobs/{_quoted(job_id)}/events", "sequence", 0, follow=True, deadline=deadline)
-        async for event in self._stream(stream):
+        progress, stream = _waiting(job_id, timeout)
+        async for event in self._follow(stream):
             progress.add(event)
             if on_progress is not None:
                 on_progress(progress)
-        details = await self.job(job_id)
-        if details.job.status not in TERMINAL_STATUSES:
-            raise ApiError(404, f"job {job_id} was not found")
-        return details
-
-    async def _stream(self, stream: _Stream) -> AsyncIterator[EventRecord]:
-        seen = False
-        while True:
-            try:
-                async with self._http.stream(
-                    "GET", API + stream.path, params=stream.params(), headers={"Accept": NDJSON},
-                    timeout=httpx.Timeout(self.timeout, read=stream.read_timeout()),
-                ) as response:
-                    if not response.is_success:
-                        await response.aread()
-                        error = _error(response)
-                        if error.status == 404 and seen:
-                            return
-                        if error.status not in RETRY_STATUSES:
-                            raise error
-                        raise httpx.RemoteProtocolError(error.error)
-                    async for line in response.aiter_lines():
-                        event = stream.event(line)
-                        if event is None:
-                            continue
-                        seen = True
-                        yield event
-                        if stream.follow and stream.job_path and event.type in TERMINAL_EVENTS:
-                            return
-                if not stream.follow or (stream.job_path and await self._over(stream.job_path)):
-                    return
-            except httpx.TransportError as exc:
-                await asyncio.sleep(stream.dropped(exc, self.retries, self.base_url))
-
-    async def _over(self, job_path: str) -> bool:
-        """After a followed job stream ended without its terminal event: is the job over (or deleted)?"""
-        try:
-            details = _decode((await self._send(_Call("GET", job_path))).content, JobDetails)
-        except ApiError as exc:
-            if exc.status == 404:
-                return True
-            raise
-        return details.job.status in TERMINAL_STATUSES
-
-    async def bundles(self) -> list[BundleSummary]:
-        """Every registered bundle, sorted by id."""
-        return (await self._get("/bundles", BundleList)).data
-
-    async def bundle(self, bundle_id: str) -> BundleDetail:
-        """One bundle with its manifest, payload files and history."""
-        return await self._get(f"/bundles/{_quoted(bundle_id)}", BundleDetail)
-
-    async def reload_bundle(self, bundle_id: str) -> Reloaded | ReloadUnchanged:
-        """Re-read a bundle's folder (or register a new folder of that id)."""
-        call = _Call("POST", f"/bundles/{_quoted(bundle_id)}/reload", retry=False)
-        return _reload_result((await self._send(call)).content)
+        return _waited(job_id, await self.job(job_id))
 
     async def upload_bundle(self, path: str | Path) -> Uploaded:
-        """Upload a bundle directory (zipped here) or zip file; a retry is safe."""
-        archive = await asyncio.to_thread(bundle_archive, path)
-        files = {"bundle": ("bundle.zip", archive, "application/zip")}
-        return _decode((await self._send(_Call("POST", "/bundles/upload", files=files))).content, Uploaded)
+        """Upload a bundle directory (zipped here, off the event loop) or zip file; a retry is safe."""
+        return await self._send(_upload(await asyncio.to_thread(bundle_archive, path)))

@@ -1,6 +1,14 @@
 """The `mirror-neuron` command line on click: the server commands (in `app.__main__`) and every API
 operation through `app.client`, one module per group of commands.
 
+Layout: this module holds the `cli` group, `completion` and the registration of each module's
+`COMMANDS`; `common.py` what every client command shares (`--url`/`--token`, `with_client` that opens
+one `app.client.Client` and turns its `ApiError` into an exit code, `--output` formats, tables);
+`jobs.py` submit, wait, jobs, show, events, feed and the controls; `bundles.py` the bundle group;
+`system.py` nodes and summary; `audit.py` the audit, whose replay is `app.audit` over the same client
+(its `--cleanups` check alone reads the database, through `app.store`). No command speaks HTTP itself:
+`app.client` is the one HTTP client of the CLI and the audit.
+
 click because it is already installed with Litestar, gives every option its help text and environment
 variable (`show_envvar`), shell completion and `--version` without code of ours, and keeps stdout plain
 for scripts; rich-click would only restyle the help, and typer adds a layer over the same click.
