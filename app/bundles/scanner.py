@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from app.bundles.fingerprint import MANIFEST_NAME, PAYLOADS_NAME, fingerprint_of
-from app.domain.canonical import int_hook
+from app.domain.json_limits import parse_strict
 from app.domain.manifest import UploadCheck, normalize_manifest, validate_manifest
 
 RELOAD_MODES = ("manual", "interval")
 DEFAULT_RELOAD_MODE = "manual"
 DEFAULT_RELOAD_INTERVAL_SECONDS = 60
-MAX_JSON_DEPTH = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,50 +240,14 @@ def _bundle_dirs(root: Path) -> list[Path]:
 
 def _parse_manifest(data: bytes) -> dict[str, Any] | str:
     """Return the manifest object, or the one §5.7 message explaining why there is none."""
+    # The same parser and limits as request bodies (SPEC Appendix B.3–B.4): the manifest ends up in events.
     try:
-        text = data.decode("utf-8")
-        value = json.loads(
-            text, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=int_hook(text, strict=True)
-        )
-    except (ValueError, RecursionError) as exc:
-        detail = "nesting deeper than 512 levels" if isinstance(exc, RecursionError) else str(exc)
-        return f"manifest.json is not valid JSON: {detail}"
-    unsupported = _unsupported_content(value)
-    if unsupported is not None:
-        return f"manifest.json is not valid JSON: {unsupported}"
+        value = parse_strict(data)
+    except ValueError as exc:
+        return f"manifest.json is not valid JSON: {exc}"
     if not isinstance(value, dict):
         return "manifest.json must contain a JSON object"
     return value
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a valid JSON value")
-
-
-def _finite_float(text: str) -> float:
-    # As for request bodies: 1e999 would parse as infinity, which no event can carry.
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number out of range: {text}")
-    return value
-
-
-def _unsupported_content(value: Any) -> str | None:
-    # The same limits as request bodies (SPEC Appendix B.3–B.4): the manifest ends up in events.
-    pending: list[tuple[Any, int]] = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return "NUL characters (\\u0000) are not supported"
-            continue
-        if not isinstance(item, dict | list):
-            continue
-        if depth > MAX_JSON_DEPTH:
-            return "nesting deeper than 512 levels"
-        children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
-        pending.extend((child, depth + 1) for child in children)
-    return None
 
 
 def _render(value: object) -> str:

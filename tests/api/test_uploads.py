@@ -433,3 +433,17 @@ async def test_reload_of_an_invalid_new_directory_is_422_and_writes_nothing(
     assert await event_count(db) == 0
     nameless = await client.post(f"{BASE}/bundles/broken-too/reload")
     assert nameless.json() == {"error": "Bundle broken-too not found"}
+
+
+async def test_a_manifest_with_a_lone_surrogate_is_refused_as_a_request_body_is(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    # One JSON rule for bodies and manifests (Appendix B.4): the string could not be stored in an event.
+    manifest = router_manifest("lone", metadata={"note": "x"}).replace(b'"x"', b'"x\\ud800"')
+    response = await upload(client, zip_entries([("manifest.json", manifest), ("payloads/", b"")]))
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "Manifest validation failed",
+        "errors": ["manifest.json is not valid JSON: unpaired UTF-16 surrogates are not supported"],
+    }
+    assert await event_count(db) == 0 and await archive_count(db) == 0
