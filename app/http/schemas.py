@@ -1,4 +1,15 @@
-"""The OpenAPI document's responses, request bodies and parameters; the answer shapes are `app.wire`'s."""
+"""The OpenAPI document's responses, request bodies and parameters; the answer shapes are `app.wire`'s.
+
+Two descriptions of one answer, on purpose. The routes answer with the plain dicts that
+`app/store/read_model.py` builds from rows (and `event_store.api_record` for events, whose payload
+goes out as its stored JSON text, `msgspec.Raw`, never decoded and encoded again: that was most of
+a large event page's time). Returning Structs would add a conversion per row for the same bytes.
+The msgspec Structs of `app/wire.py` are the document: this module hands them to Litestar for the
+OpenAPI schema, and the Python client decodes answers with them. `tests/api/test_wire_shapes.py`
+keeps the two equal: one scenario per database reaches every documented answer, and every key
+must be a Struct field of the right type and every Struct field must appear, so a field added on
+one side only fails the suite. Change both sides together.
+"""
 
 from __future__ import annotations
 

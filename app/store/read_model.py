@@ -5,6 +5,9 @@ indexes with a LIMIT (keyset paging, never OFFSET), agents by their (job_id, age
 events by (stream_id, sequence) or by position, leases by job id or incarnation. Nothing here
 folds events. Operational values (`live?`, heartbeats, pool statistics) are read from the
 operational tables at request time (Appendix B.8).
+
+The records are plain dicts, not the `app.wire` Structs that document them: why, at the top of
+`app/http/schemas.py`; `tests/api/test_wire_shapes.py` keeps the two the same shape.
 """
 
 from __future__ import annotations
