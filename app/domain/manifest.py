@@ -119,7 +119,8 @@ _ID_KEY = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=repr) 
 
 def _id_key(value: Any) -> str:
     """Return a hashable identity for any JSON value (booleans distinct from numbers)."""
-    return _ID_KEY.encode(value)
+    # A string (every valid node_id) is its own key behind an "s", which no JSON text starts with.
+    return "s" + value if type(value) is str else _ID_KEY.encode(value)
 
 
 def _has_dotdot(path: str) -> bool:
@@ -188,10 +189,19 @@ def _copied(value: _J) -> _J:
     return copy.deepcopy(value)
 
 
-def normalize_entrypoints(value: Any, nodes: list[dict[str, Any]]) -> list[Any]:
-    """Return §5.1 entrypoints: lists kept, a string wrapped, missing/null derived from roots."""
+def _same(value: _J) -> _J:
+    return value
+
+
+def normalize_entrypoints(
+    value: Any, nodes: list[dict[str, Any]], *, copy: Callable[[Any], Any] = _copied
+) -> list[Any]:
+    """Return §5.1 entrypoints: lists kept, a string wrapped, missing/null derived from roots.
+
+    Validation, which only reads the result, passes `copy=_same` (the parts are not copied).
+    """
     if isinstance(value, list):
-        return _copied(value)
+        return cast(list[Any], copy(value))
     if isinstance(value, str):
         return [value]
     if value is None:
@@ -199,15 +209,15 @@ def normalize_entrypoints(value: Any, nodes: list[dict[str, Any]]) -> list[Any]:
     return []
 
 
-def normalize_initial_inputs(value: Any) -> dict[str, list[Any]]:
-    """Return §5.1 initial_inputs: each value a list, a bare list under __entrypoints__."""
+def normalize_initial_inputs(value: Any, *, copy: Callable[[Any], Any] = _copied) -> dict[str, list[Any]]:
+    """Return §5.1 initial_inputs: each value a list, a bare list under __entrypoints__.
+
+    `copy`: see normalize_entrypoints.
+    """
     if isinstance(value, list):
-        return {ENTRYPOINTS_KEY: _copied(value)}
+        return {ENTRYPOINTS_KEY: copy(value)}
     if isinstance(value, dict):
-        return {
-            key: _copied(item) if isinstance(item, list) else [_copied(item)]
-            for key, item in value.items()
-        }
+        return {key: copy(item) if isinstance(item, list) else [copy(item)] for key, item in value.items()}
     return {}
 
 
@@ -566,20 +576,19 @@ def _edge_label(edge: dict[str, Any]) -> str:
 
 def _one_edge_errors(edge: dict[str, Any], node_ids: frozenset[str]) -> list[str]:
     """Return rules 3.2–3.4 for one edge."""
-    label = _edge_label(edge)
     from_node = edge.get("from_node")
     to_node = edge.get("to_node")
     message_type = edge.get("message_type")
+    bad_from = not _is_node_id(from_node, node_ids)
+    bad_to = not _is_node_id(to_node, node_ids)
+    bad_type = not (isinstance(message_type, str) and message_type)
+    if not (bad_from or bad_to or bad_type):
+        return []  # the usual case: no message rendered
+    label = _edge_label(edge)
     checks = [
-        (
-            not _is_node_id(from_node, node_ids),
-            f"edge {label} references missing from_node {render_placeholder(from_node)}",
-        ),
-        (
-            not _is_node_id(to_node, node_ids),
-            f"edge {label} references missing to_node {render_placeholder(to_node)}",
-        ),
-        (not (isinstance(message_type, str) and message_type), f"edge {label} must define message_type"),
+        (bad_from, f"edge {label} references missing from_node {render_placeholder(from_node)}"),
+        (bad_to, f"edge {label} references missing to_node {render_placeholder(to_node)}"),
+        (bad_type, f"edge {label} must define message_type"),
     ]
     return [message for failed, message in checks if failed]
 
@@ -591,7 +600,7 @@ def _entrypoint_errors(
     raw: dict[str, Any], nodes: list[dict[str, Any]], node_ids: frozenset[str]
 ) -> list[str]:
     """Return the group 4 errors (rules 4.1–4.4)."""
-    entrypoints = normalize_entrypoints(raw.get("entrypoints"), nodes)
+    entrypoints = normalize_entrypoints(raw.get("entrypoints"), nodes, copy=_same)
     errors = [ENTRYPOINT_REQUIRED_MESSAGE] if not entrypoints and not _has_root(nodes) else []
     errors += [
         f"entrypoint {render_placeholder(entrypoint)} does not reference a known node"
@@ -609,7 +618,7 @@ def _initial_input_errors(value: Any, entrypoints: list[Any]) -> list[str]:
         return ["initial_inputs must be an object or a list"]
     return [
         f"initial_inputs for {key} must contain only objects"
-        for key, payloads in normalize_initial_inputs(value).items()
+        for key, payloads in normalize_initial_inputs(value, copy=_same).items()
         if (key == ENTRYPOINTS_KEY or key in entrypoints)
         and not all(isinstance(payload, dict) for payload in payloads)
     ]
