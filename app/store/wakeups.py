@@ -61,7 +61,12 @@ class Wakeup:
 
 
 def wakeup_of(committed: Iterable[tuple[str, list[Event]]]) -> Wakeup:
-    """The wake-up a transaction's events call for (stream id, events of one command)."""
+    """The wake-up a transaction's events call for (stream id, events of one command).
+
+    The one rule of which committed events wake runtime nodes: the service announces it to other
+    processes (`Service._announce`) and a node applies it to its own process's commits
+    (`Scheduler.on_commit`).
+    """
     wake = Wakeup()
     for stream_id, recorded in committed:
         for event in recorded:

@@ -97,7 +97,7 @@ async def test_api_cancel_of_a_running_step_is_not_a_lost_lease(
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
             job_id = (await client.post("/api/v1/jobs", json=manifest)).json()["job_id"]
-            node._wake.set()  # the submission came through another process: no wake-up of its own
+            node.scheduler.wake()  # the submission came through another process: no wake-up of its own
             while not any(
                 e["type"] == "executor_lease_acquired"
                 for e in (await client.get(f"/api/v1/jobs/{job_id}/events")).json()["data"]

@@ -60,8 +60,8 @@ async def test_fifo_among_a_thousand_equal_jobs_submitted_in_one_millisecond(
 
     settings = node_settings(database_url, tmp_path, max_active_jobs=10, node_name="fifo-node")
     node = Node(settings, db, frozen)
-    await node._admit()  # two pages of 500
-    await node._admit()
+    await node.scheduler.admit()  # two pages of 500
+    await node.scheduler.admit()
     queued = await _positions(db, "job_queued")
     assert sorted(queued, key=queued.__getitem__) == order
 
@@ -70,6 +70,6 @@ async def test_fifo_among_a_thousand_equal_jobs_submitted_in_one_millisecond(
     async def record(job_id: str, fence: Any, stream: Any) -> None:
         claimed.append(job_id)
 
-    node._bootstrap = record  # type: ignore[method-assign]
-    await node._claim()
+    node.starter.bootstrap = record  # type: ignore[method-assign]
+    await node.scheduler.claim()
     assert claimed == order[:10]  # the first ten submitted, in order

@@ -39,8 +39,8 @@ async def test_heartbeat_loop_ends_when_cancelled_as_a_heartbeat_completes(
         heartbeats += 1
         await release
 
-    node._heartbeat = heartbeat  # type: ignore[method-assign]
-    task = asyncio.create_task(node._heartbeat_loop())
+    node.membership.beat = heartbeat  # type: ignore[method-assign]
+    task = asyncio.create_task(node.membership.run())
     await _cancelled_at_completion(task, release)
     assert heartbeats == 1
 
@@ -55,10 +55,10 @@ async def test_schedule_loop_ends_when_cancelled_as_it_is_woken(
         nonlocal ticks
         ticks += 1
 
-    node.tick = tick  # type: ignore[method-assign]
-    task = asyncio.create_task(node._schedule_loop())
+    node.scheduler.tick = tick  # type: ignore[method-assign]
+    task = asyncio.create_task(node.scheduler.run())
     await asyncio.sleep(0.05)
-    node._wake.set()
+    node.scheduler.wake()
     task.cancel()
     done, _ = await asyncio.wait([task], timeout=5)
     assert done, "the loop swallowed its cancellation and kept running"

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import delete
 
 from app.bundles.cache import cache_root
-from app.runtime import node as node_module
+from app.runtime import bundle_scanner
 from app.store.tables import bundle_archives
 from tests.api.conftest import write_bundle
 from tests.bundle_zips import executable_entry, zip_entries
@@ -22,7 +22,7 @@ from tests.runtime.conftest import Harness
 @pytest.fixture
 def settings_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """An empty bundles directory, scanned for new bundles every 50 ms instead of every 5 s."""
-    monkeypatch.setattr(node_module, "BUNDLE_TICK_SECONDS", 0.05)
+    monkeypatch.setattr(bundle_scanner, "BUNDLE_TICK_SECONDS", 0.05)
     (tmp_path / "bundles").mkdir()
     return {"bundles_dir": tmp_path / "bundles"}
 
