@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from app.cli.common import output_option, print_json, table, with_client
+from app.cli.common import output_option, print_answer, table, with_client
 from app.client import Client
+from app.wire import BundleDetail, BundleSummary, Reloaded, ReloadUnchanged, Uploaded
 
 
 @click.group(invoke_without_command=True)
@@ -25,12 +26,12 @@ def bundles(ctx: click.Context) -> None:
 @with_client
 def list_bundles(client: Client, output: str) -> None:
     """List the registered bundles."""
-    found = client.bundles()
-    if output == "json":
-        print_json(found)
-        return
+    print_answer(client.bundles(), output, _bundles_table)
+
+
+def _bundles_table(found: list[BundleSummary]) -> str:
     rows = [(b.bundle_id, b.version, b.fingerprint[:12], b.last_reloaded, b.path) for b in found]
-    click.echo(table(("BUNDLE", "VERSION", "FINGERPRINT", "LAST RELOADED", "PATH"), rows))
+    return table(("BUNDLE", "VERSION", "FINGERPRINT", "LAST RELOADED", "PATH"), rows)
 
 
 @bundles.command("show")
@@ -39,14 +40,16 @@ def list_bundles(client: Client, output: str) -> None:
 @with_client
 def show_bundle(client: Client, bundle_id: str, output: str) -> None:
     """Show a bundle: its current version, payload files and history."""
-    detail = client.bundle(bundle_id)
-    if output == "json":
-        print_json(detail)
-        return
-    click.echo(f"bundle:      {detail.bundle_id}\nversion:     {detail.version}\nfingerprint: {detail.fingerprint}")
-    click.echo(f"path:        {detail.path}\npayloads:    {', '.join(detail.payload_files) or '-'}\n")
+    print_answer(client.bundle(bundle_id), output, _bundle_text)
+
+
+def _bundle_text(detail: BundleDetail) -> str:
     history = [(h.version, h.event, h.reason, h.timestamp, h.fingerprint[:12]) for h in detail.history]
-    click.echo(table(("VERSION", "EVENT", "REASON", "TIME", "FINGERPRINT"), history))
+    return (
+        f"bundle:      {detail.bundle_id}\nversion:     {detail.version}\nfingerprint: {detail.fingerprint}\n"
+        f"path:        {detail.path}\npayloads:    {', '.join(detail.payload_files) or '-'}\n\n"
+        + table(("VERSION", "EVENT", "REASON", "TIME", "FINGERPRINT"), history)
+    )
 
 
 @bundles.command("reload")
@@ -55,11 +58,11 @@ def show_bundle(client: Client, bundle_id: str, output: str) -> None:
 @with_client
 def reload_bundle(client: Client, bundle_id: str, output: str) -> None:
     """Re-read a bundle's directory on the server (a new directory of that id is registered)."""
-    answer = client.reload_bundle(bundle_id)
-    if output == "json":
-        print_json(answer)
-    else:
-        click.echo(f"{answer.bundle_id}: {answer.message}")
+    print_answer(client.reload_bundle(bundle_id), output, _reload_text)
+
+
+def _reload_text(answer: Reloaded | ReloadUnchanged) -> str:
+    return f"{answer.bundle_id}: {answer.message}"
 
 
 @bundles.command("upload")
@@ -72,11 +75,12 @@ def upload_bundle(client: Client, path: Path, output: str) -> None:
         answer = client.upload_bundle(path)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    if output == "json":
-        print_json(answer)
-    else:
-        state = "registered a new version" if answer.changed else "unchanged"
-        click.echo(f"{answer.bundle_id}: {state} ({answer.bundle_path})")
+    print_answer(answer, output, _upload_text)
+
+
+def _upload_text(answer: Uploaded) -> str:
+    state = "registered a new version" if answer.changed else "unchanged"
+    return f"{answer.bundle_id}: {state} ({answer.bundle_path})"
 
 
 COMMANDS = (bundles,)

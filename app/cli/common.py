@@ -20,6 +20,7 @@ from app.client import ApiError, Client
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_UNREACHABLE = 0, 1, 2, 2, 3
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def default_url() -> str:
@@ -93,6 +94,14 @@ def plain(value: Any) -> Any:
 def print_json(value: Any, *, indent: int | None = 2) -> None:
     """One JSON document on stdout."""
     click.echo(json.dumps(plain(value), indent=indent, ensure_ascii=False))
+
+
+def print_answer(value: T, output: str, text: Callable[[T], str]) -> None:
+    """`value` as one JSON document for `--output json`, otherwise as `text(value)`."""
+    if output == "json":
+        print_json(value)
+    else:
+        click.echo(text(value))
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

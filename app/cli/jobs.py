@@ -20,6 +20,7 @@ from app.cli.common import (
     output_option,
     parse_json_argument,
     plain,
+    print_answer,
     print_json,
     table,
     with_client,
@@ -253,11 +254,7 @@ def _show_text(details: JobDetails) -> str:
 @with_client
 def show(client: Client, job_id: str, output: str) -> None:
     """Show one job: summary, agents table and result."""
-    details = client.job(job_id)
-    if output == "json":
-        print_json(details)
-    else:
-        click.echo(_show_text(details))
+    print_answer(client.job(job_id), output, _show_text)
 
 
 EVENT_COLUMNS = ("SEQ", "POSITION", "TIME", "TYPE", "AGENT", "PAYLOAD")
@@ -320,10 +317,7 @@ def _control(action: str) -> click.Command:
     @with_client
     def control(client: Client, job_id: str, idempotency_key: str | None, output: str) -> None:
         answer = getattr(client, action)(job_id, idempotency_key=idempotency_key)
-        if output == "json":
-            print_json(answer)
-        else:
-            click.echo(f"{answer.job_id}: {answer.status}")
+        print_answer(answer, output, lambda change: f"{change.job_id}: {change.status}")
 
     return control
 
@@ -354,10 +348,7 @@ def message(
     if message_type is not None:
         body["type"] = message_type
     answer = client.message(job_id, agent_id, body, idempotency_key=idempotency_key)
-    if output == "json":
-        print_json(answer)
-    else:
-        click.echo(f"{answer.job_id}: delivered {answer.message_id} to {answer.agent_id}")
+    print_answer(answer, output, lambda sent: f"{sent.job_id}: delivered {sent.message_id} to {sent.agent_id}")
 
 
 @click.command()

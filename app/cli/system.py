@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from app.cli.common import output_option, print_json, table, with_client
+from app.cli.common import output_option, print_answer, table, with_client
 from app.client import Client
+from app.wire import NodeSummary, SystemSummary
 
 
 @click.command()
@@ -13,10 +14,10 @@ from app.client import Client
 @with_client
 def nodes(client: Client, output: str) -> None:
     """List the nodes, live and lost, with their executor pools."""
-    found = client.nodes()
-    if output == "json":
-        print_json(found)
-        return
+    print_answer(client.nodes(), output, _nodes_table)
+
+
+def _nodes_table(found: list[NodeSummary]) -> str:
     rows = [
         (
             n.name, n.status, "yes" if n.is_self else "", n.active_jobs, n.last_heartbeat_at,
@@ -24,7 +25,7 @@ def nodes(client: Client, output: str) -> None:
         )
         for n in found
     ]
-    click.echo(table(("NODE", "STATUS", "SELF", "JOBS", "HEARTBEAT", "POOLS IN USE"), rows))
+    return table(("NODE", "STATUS", "SELF", "JOBS", "HEARTBEAT", "POOLS IN USE"), rows)
 
 
 @click.command()
@@ -32,12 +33,12 @@ def nodes(client: Client, output: str) -> None:
 @with_client
 def summary(client: Client, output: str) -> None:
     """Job counts by status and the nodes."""
-    found = client.summary()
-    if output == "json":
-        print_json(found)
-        return
-    click.echo(table(("STATUS", "JOBS"), sorted(found.job_counts.items())))
-    click.echo(f"total: {found.jobs_total}; nodes: {', '.join(f'{n.name} ({n.status})' for n in found.nodes) or '-'}")
+    print_answer(client.summary(), output, _summary_text)
+
+
+def _summary_text(found: SystemSummary) -> str:
+    nodes = ", ".join(f"{n.name} ({n.status})" for n in found.nodes) or "-"
+    return table(("STATUS", "JOBS"), sorted(found.job_counts.items())) + f"\ntotal: {found.jobs_total}; nodes: {nodes}"
 
 
 COMMANDS = (nodes, summary)
