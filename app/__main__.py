@@ -85,8 +85,7 @@ async def _start_node_when_ready(node: Any, stop: asyncio.Event, url: str) -> bo
 
 
 async def _serve(settings: Settings, *, api: bool) -> int:
-    from app.ops import listener, metrics, tracing
-    from app.ops import memory
+    from app.ops import listener, memory, metrics, tracing
     from app.runtime.node import Node
     from app.service import Service
     from app.store.database import Database
