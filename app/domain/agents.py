@@ -13,7 +13,6 @@ from typing import Any
 
 from app.domain import events as ev
 from app.domain.events import NewEvent
-from app.domain.job import Completion
 from app.domain.messages import build_outgoing
 
 AGGREGATOR_HEADERS = {"schema_ref": "com.mirrorneuron.aggregator.result", "schema_version": "1.0.0"}
@@ -48,11 +47,39 @@ Action = Emit | Record | Complete
 
 
 @dataclass(frozen=True)
+class Completion:
+    """The result of a step's first complete action."""
+
+    agent_id: str
+    output: Any
+
+
+@dataclass(frozen=True)
 class Handled:
-    """What one step of a builtin agent did: its actions and the state to persist."""
+    """What one step of an agent did: its actions and the state to persist."""
 
     actions: tuple[Action, ...]
     state: Any
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A step that fails the job: the error sentence, `result.details`, and the step's final events."""
+
+    error: str
+    details: dict[str, Any]
+    events: tuple[NewEvent, ...] = ()
+
+
+def raised(agent_id: str, exc: BaseException) -> str:
+    """The sentence of a step whose code raised (SPEC §7.1): `agent <id> raised <Type>: <message>`."""
+    return f"agent {agent_id} raised {type(exc).__name__}: {exc}"
+
+
+def raised_failure(agent_id: str, exc: BaseException, *events: NewEvent) -> Failed:
+    """A step failed because its code raised, with `events` recorded before `job_failed`."""
+    error = raised(agent_id, exc)
+    return Failed(error, {"error": error}, events)
 
 
 def _payload(message: Mapping[str, Any]) -> Any:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.domain import events as ev
+from app.domain.agents import Completion
 from app.domain.events import NewEvent
 from app.domain.projection import AgentView, JobProjection
 
@@ -102,14 +103,6 @@ class RecordAgentEvents:
     agent_id: str
     events: tuple[NewEvent, ...]
     message_id: str = ""
-
-
-@dataclass(frozen=True)
-class Completion:
-    """The result of a step's first complete action."""
-
-    agent_id: str
-    output: Any
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from app.domain import events as ev
 from app.domain import upcasting
+from app.domain.agent_kinds import runs_command
 from app.domain.events import Event
 
 
@@ -148,7 +149,7 @@ def _submitted(event: Event) -> JobProjection:
         bundle=None if p["bundle"] is None else {k: p["bundle"][k] for k in ("bundle_id", "fingerprint")},
         idempotency_key=p["idempotency_key"],
         request_sha256=p["request_sha256"],
-        executor_count=sum(1 for n in manifest["nodes"] if n["agent_type"] == "executor"),
+        executor_count=sum(1 for n in manifest["nodes"] if runs_command(n["agent_type"])),
         sandbox_names=(),
     )
     agents = {

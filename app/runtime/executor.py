@@ -38,6 +38,7 @@ from app.domain.executor import (
     staged_files,
     timeout_error,
 )
+from app.domain.executor_step import AttemptOutcome
 from app.domain.manifest import Upload
 from app.domain.messages import encode_body
 
@@ -69,23 +70,6 @@ class AttemptRequest:
     temp_dir: str
     output_cap_bytes: int
     base_env: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class AttemptOutcome:
-    """The result of one attempt: the §7.5.6 run result, the error sentence and its transience."""
-
-    ok: bool
-    run_result: dict[str, Any]
-    error: str | None
-    transient: bool
-    sandbox_name: str
-
-    @property
-    def exit_code(self) -> int | None:
-        """Return the process exit status (None without a normally ended process)."""
-        code = self.run_result.get("exit_code")
-        return code if isinstance(code, int) else None
 
 
 class AttemptError(Exception):

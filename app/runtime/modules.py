@@ -9,14 +9,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from app.domain.canonical import canonical_json, is_out_of_range, require_string_keys
+from app.domain.module_step import ModuleAgentError, checked_state
+
+__all__ = ["ModuleAgentError", "call_handle", "load_module_agent", "restore", "snapshot"]
 
 _IMPORT_LOCK = threading.Lock()
 ELIXIR_PREFIXES = ("MirrorNeuron.", "Elixir.")
-
-
-class ModuleAgentError(Exception):
-    """Loading or running a module agent failed; the message is the spec's sentence."""
 
 
 def _split(name: str) -> tuple[str, str]:
@@ -71,14 +69,7 @@ def load_module_agent(config: dict[str, Any], payloads_path: str | None) -> Any:
 def snapshot(instance: Any, state: Any, agent_id: str) -> Any:
     """The JSON value persisted for a module agent's state."""
     value = instance.snapshot(state) if callable(getattr(instance, "snapshot", None)) else state
-    try:
-        require_string_keys(value)
-        canonical_json(value)  # exactly what the event store will have to write
-    except (TypeError, ValueError, RecursionError) as exc:
-        if is_out_of_range(exc):
-            raise  # SPEC C.1.2: `agent <id> raised ValueError: integer out of range: <n>`
-        raise ModuleAgentError(f"agent {agent_id} returned a state that is not JSON-serialisable") from None
-    return value
+    return checked_state(agent_id, value)
 
 
 def restore(instance: Any, snap: Any, context: dict[str, Any]) -> Any:

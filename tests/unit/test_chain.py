@@ -108,7 +108,7 @@ def test_an_agent_given_two_messages_in_the_chain_is_left_to_its_own_task() -> N
 def test_an_agent_with_a_waiting_message_is_not_chained() -> None:
     waiting = seed("sink", "earlier")
     r = runner(manifest([ROUTER, SINK], [("router", "sink")]), *running(("router", seed("router", "s1")), ("sink", waiting)))
-    router_step = r._builtin_command(r.job.agents["router"], r.job.agents["router"].queue[0], 0)
+    router_step = r.commits.decide(r.job.agents["router"], r.job.agents["router"].queue[0], 0)
     assert r.chain_after(router_step) == []
 
 
@@ -123,7 +123,7 @@ def test_executors_and_modules_are_never_chained() -> None:
 def test_nothing_is_chained_after_a_step_of_a_job_that_is_not_running() -> None:
     events = (*running(("router", seed("router", "s1"))), NewEvent(ev.JOB_PAUSED, {"reason": "operator"}))
     r = runner(manifest([ROUTER, SINK], [("router", "sink")]), *events)
-    router_step = r._builtin_command(r.job.agents["router"], r.job.agents["router"].queue[0], 0)
+    router_step = r.commits.decide(r.job.agents["router"], r.job.agents["router"].queue[0], 0)
     assert r.chain_after(router_step) == []
 
 
