@@ -16,6 +16,7 @@ from typing import Any
 from app.bundles.cache import local_bundle_dir
 from app.config import Settings
 from app.domain import events as ev
+from app.domain.agent_kinds import calls_module
 from app.domain.canonical import format_ms
 from app.domain.events import Event
 from app.domain.job import Command, FailBootstrap, FailJob, FinishRecovery, Rejected, StartJob, StartRecovery
@@ -171,7 +172,7 @@ class JobStarter:
             )
         instances: dict[str, Any] = {}
         for agent in job.agents.values():
-            if agent.agent_type != "module":
+            if not calls_module(agent.agent_type):
                 continue
             try:
                 payloads = payloads_path(job, self.settings.temp_dir)
