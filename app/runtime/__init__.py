@@ -10,7 +10,11 @@ It writes through `app.service` and reads through `app.store`; it holds no SQL o
 - `membership.py`: `Membership`, registration, heartbeat and self-fencing.
 - `lease_mirror.py`: `ExecutorLeaseMirror`, the `executor_leases` rows of the executor pools.
 - `bundle_scanner.py`: `BundleScanner`, the start-up and interval scans of the bundles directory.
-- `runner.py`: `JobRunner`, the agents of one job; `executor.py`, `modules.py`: executor
-  commands and module agents; `pools.py`: executor pools; `bundle_cache.py`: uploaded bundles
-  materialised on this node.
+- `runner.py`: `JobRunner`, the agents of one job: a task per agent, the fold of the job's log,
+  and each step handed on by the kind of its agent type (`app/domain/agent_kinds.KINDS`) to
+  `commits.py` (`JobCommits`: every commit, decided steps and their chains),
+  `executor_steps.py` (`ExecutorSteps`: lease and attempts of a command) or `module_steps.py`
+  (`ModuleSteps`: calls into a module agent); `context.py`: what every runner of a node shares.
+- `executor.py`: one executor attempt as a subprocess; `modules.py`: loading module agents;
+  `pools.py`: executor pools; `bundle_cache.py`: uploaded bundles materialised on this node.
 """
