@@ -15,14 +15,14 @@ from typing import Any
 
 import msgspec
 
-from app.domain.canonical import has_long_digits, parse_json
+from app.domain.canonical import may_hold_long_integer, parse_json
 
 _DECODE = msgspec.json.Decoder().decode
 
 
 def parse_stored(text: str) -> Any:
     """Exactly `parse_json(text)`: integers beyond ±MAX_SAFE_INTEGER read as doubles (C.1.2)."""
-    if has_long_digits(text):
+    if may_hold_long_integer(text):
         return parse_json(text)
     try:
         return _DECODE(text)
