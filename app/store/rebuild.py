@@ -88,17 +88,24 @@ async def _streams(conn: AsyncConnection, *, job_streams: bool) -> AsyncIterator
         yield stream_id, _decode(rows)
 
 
-def _fold_rows(streams: list[list[RawRow]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Decode and fold job streams into their `jobs` and `agents` rows (runs in worker processes too)."""
-    job_rows: list[dict[str, Any]] = []
-    agent_rows: list[dict[str, Any]] = []
+_JOB_COLUMNS = [c.name for c in jobs.columns]
+_AGENT_COLUMNS = [c.name for c in agents.columns]
+Records = list[tuple[Any, ...]]
+
+
+def _fold_rows(streams: list[list[RawRow]]) -> tuple[Records, Records]:
+    """Decode and fold job streams into their `jobs` and `agents` rows as records, values in the
+    tables' column order (runs in worker processes too: tuples pickle back smaller than dicts,
+    and the process that writes them has nothing left to do but COPY)."""
+    job_records: Records = []
+    agent_records: Records = []
     for rows in streams:
         projection = fold(_decode(rows))
         assert projection is not None
         job_row, agents_of = _job_rows(projection, rows[0][0])
-        job_rows.append(job_row)
-        agent_rows.extend(agents_of)
-    return job_rows, agent_rows
+        job_records.append(tuple(job_row.get(c) for c in _JOB_COLUMNS))
+        agent_records.extend(tuple(row.get(c) for c in _AGENT_COLUMNS) for row in agents_of)
+    return job_records, agent_records
 
 
 def _job_rows(projection: JobProjection, first_position: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -134,7 +141,7 @@ async def rebuild(db: Database) -> int:
     replayed = 0
     workers = min(os.cpu_count() or 1, 4)
     pool: ProcessPoolExecutor | None = None
-    pending: deque[asyncio.Future[tuple[list[dict[str, Any]], list[dict[str, Any]]]]] = deque()
+    pending: deque[asyncio.Future[tuple[Records, Records]]] = deque()
     loop = asyncio.get_running_loop()
     try:
         async with db.write() as conn:
@@ -176,20 +183,17 @@ async def rebuild(db: Database) -> int:
     return replayed
 
 
-_JOB_COLUMNS = [c.name for c in jobs.columns]
-_AGENT_COLUMNS = [c.name for c in agents.columns]
-
-
-async def _flush(conn: AsyncConnection, job_rows: list[dict[str, Any]], agent_rows: list[dict[str, Any]]) -> None:
+async def _flush(conn: AsyncConnection, job_records: Records, agent_records: Records) -> None:
     if conn.dialect.name == "postgresql":
         # COPY: several times cheaper per row than an executemany INSERT.
         raw = (await conn.get_raw_connection()).driver_connection
         assert raw is not None
-        for table, columns, rows in (("jobs", _JOB_COLUMNS, job_rows), ("agents", _AGENT_COLUMNS, agent_rows)):
-            if rows:
-                records = [tuple(row.get(c) for c in columns) for row in rows]
+        for table, columns, records in (("jobs", _JOB_COLUMNS, job_records), ("agents", _AGENT_COLUMNS, agent_records)):
+            if records:
                 await raw.copy_records_to_table(table, records=records, columns=columns)
         return
+    job_rows = [dict(zip(_JOB_COLUMNS, r, strict=True)) for r in job_records]
+    agent_rows = [dict(zip(_AGENT_COLUMNS, r, strict=True)) for r in agent_records]
     for start in range(0, len(job_rows), 500):
         await conn.execute(insert(jobs), job_rows[start : start + 500])
     for start in range(0, len(agent_rows), 2000):
