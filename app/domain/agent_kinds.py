@@ -72,6 +72,11 @@ KINDS: Final[Mapping[str, Kind]] = {
 }
 
 
+# The types whose steps run a command in a leased sandbox: what the manifest's executor rules
+# (group 7), the projection's `executor_count` and the read model's executor status ask about.
+COMMAND_TYPES: Final = frozenset(t for t, kind in KINDS.items() if isinstance(kind, RunsCommand))
+
+
 def kind_of(agent_type: str) -> Kind:
     """The kind of a canonical agent type (KeyError for a type the manifest does not accept)."""
     return KINDS[agent_type]
@@ -84,7 +89,7 @@ def is_decided(agent_type: str) -> bool:
 
 def runs_command(agent_type: str) -> bool:
     """True when a step of the type runs a command in a leased sandbox (an executor, §7.5)."""
-    return isinstance(KINDS.get(agent_type), RunsCommand)
+    return agent_type in COMMAND_TYPES
 
 
 def calls_module(agent_type: str) -> bool:

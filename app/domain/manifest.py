@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Final, TypeGuard, TypeVar, cast
 
+from app.domain.agent_kinds import COMMAND_TYPES
+
 AGENT_TYPES: Final = ("router", "executor", "aggregator", "sensor", "module")
 AGENT_TYPE_ALIASES: Final = {"relay": "router", "sandbox_worker": "executor", "collector": "aggregator"}
 TEMPLATES: Final = ("generic", "stream", "map", "reduce", "batch")
@@ -667,7 +669,7 @@ def _executor_errors(
     return [
         error
         for node in nodes
-        if canonical_agent_type(node.get("agent_type")) == "executor"
+        if canonical_agent_type(node.get("agent_type")) in COMMAND_TYPES
         for error in _executor_node_errors(node, has_bundle, resolve_upload)
     ]
 

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ColumnElement
 
 from app.domain import bundle as bundle_views
+from app.domain.agent_kinds import COMMAND_TYPES
 from app.domain.canonical import canonical_json, format_ms
 from app.domain.events import ALL_STATUSES, TERMINAL_STATUSES
 from app.store.database import Prepared
@@ -169,7 +170,7 @@ _ACTIVE_EXECUTORS = prepared(
     .where(
         and_(
             any_of(agents.c.job_id, "b_job_ids", d),
-            agents.c.agent_type == "executor",
+            or_(*(agents.c.agent_type == t for t in sorted(COMMAND_TYPES))),  # one type: `agent_type = $2`
             agents.c.inflight_message_id.is_not(None),
         )
     )
@@ -290,7 +291,7 @@ def _job_record(row: _Row) -> dict[str, Any]:
 
 
 def _agent_status(row: _Row, job_status: str, in_flight: bool) -> str:
-    executor = row["agent_type"] == "executor"
+    executor = row["agent_type"] in COMMAND_TYPES
     if job_status == "paused":
         return "paused"
     if executor:
@@ -322,7 +323,7 @@ def _agent_summary(
         "last_heartbeat_at": heartbeat,
         "live?": live,
         "status": _agent_status(row, job_status, in_flight),
-        "running?": row["agent_type"] == "executor" and in_flight,
+        "running?": row["agent_type"] in COMMAND_TYPES and in_flight,
         "last_error": row["last_error"],
         "sandbox_name": row["sandbox_name"],
         "lease": {"lease_id": row["lease_id"], "pool": row["lease_pool"], "slots": row["lease_slots"]},
@@ -363,7 +364,7 @@ async def job_details(conn: AsyncConnection, job_id: str, *, now_ms: int) -> dic
     active = sum(
         1
         for a in agent_rows
-        if a["agent_type"] == "executor"
+        if a["agent_type"] in COMMAND_TYPES
         and a["inflight_message_id"] is not None
         and row["status"] not in TERMINAL_STATUSES
     )
