@@ -131,6 +131,7 @@ async def _serve(settings: Settings, *, api: bool) -> int:
         starter = asyncio.create_task(_start_node_when_ready(node, stop, settings.database_url))
         starter.add_done_callback(lambda task: setattr(identity, "registered", not task.cancelled() and task.result()))
         started = False
+    upkeep = asyncio.create_task(_bundle_cache_upkeep(settings, db, stop), name="bundle-cache-upkeep")
     server_task = None
     server = None
     extra: list[Any] = []
@@ -160,12 +161,20 @@ async def _serve(settings: Settings, *, api: bool) -> int:
         await node.stop()
     for waiter in waiters:
         waiter.cancel()
+    await upkeep
     if ops is not None:
         ops[0].should_exit = True
         await asyncio.gather(ops[1], return_exceptions=True)
     tracing.shutdown()
     await db.dispose()
     return EXIT_FAILED if node.fenced_out.is_set() else EXIT_OK
+
+
+async def _bundle_cache_upkeep(settings: Settings, db: Any, stop: asyncio.Event) -> None:
+    """Uploaded-bundle cache: leftovers of interrupted work swept, now and every minute."""
+    from app.bundles.upkeep import CacheUpkeep
+
+    await CacheUpkeep(settings.temp_dir).run(stop)
 
 
 def _run_service(main: Coroutine[Any, Any, int]) -> int:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import os
 import stat
+import threading
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -60,3 +64,36 @@ def router_manifest(graph_id: str, **extra: Any) -> bytes:
         **extra,
     }
     return json.dumps(manifest).encode()
+
+
+class HeldStep:
+    """Holds a step of an upload's worker thread (`app.bundles.uploads.<name>`) until `release()`."""
+
+    def __init__(self, monkeypatch: Any, name: str) -> None:
+        from app.bundles import uploads
+
+        self._entered, self._release = threading.Event(), threading.Event()
+        step = getattr(uploads, name)
+
+        def held(*args: Any) -> Any:
+            self._entered.set()
+            assert self._release.wait(10)
+            return step(*args)
+
+        monkeypatch.setattr(uploads, name, held)
+
+    async def reached(self) -> None:
+        assert await asyncio.to_thread(self._entered.wait, 10), "the upload never reached the held step"
+
+    def release(self) -> None:
+        self._release.set()
+
+
+async def emptied(directory: Path, prefix: str = "", timeout: float = 5.0) -> list[str]:
+    """What stays in `directory` (names starting with `prefix`) once it is empty or `timeout` passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = sorted(n for n in os.listdir(directory) if n.startswith(prefix)) if directory.exists() else []
+        if not left or time.monotonic() > deadline:
+            return left
+        await asyncio.sleep(0.02)

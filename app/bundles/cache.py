@@ -4,20 +4,27 @@
 A version appears there only whole: it is extracted into a private directory beside it and
 renamed into place, so a reader sees either nothing or the complete version, and of two
 processes extracting the same version at once the second rename fails and its copy is dropped.
+`sweep_leftovers` removes what a crash left half-done.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 from app.bundles.archive import extract_stored, parse_upload_path
 
 CACHE_DIR_NAME = "mirror_neuron_bundles"
+# Directories that are not versions: an upload being judged, an extraction in progress. A process
+# that dies leaves them; the sweep removes them once this old.
+LEFTOVER_PREFIXES = (".upload-", ".partial-")
+LEFTOVER_AGE_SECONDS = 3600.0
 
 
 def cache_root(temp_dir: Path) -> Path:
@@ -64,3 +71,20 @@ def materialise(data: bytes, temp_dir: Path, fingerprint: str, max_bytes: int) -
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return adopt(partial, temp_dir, fingerprint)
+
+
+def sweep_leftovers(temp_dir: Path, *, older_than: float = LEFTOVER_AGE_SECONDS) -> list[str]:
+    """Remove `.upload-*` and `.partial-*` directories untouched for `older_than` seconds."""
+    root = cache_root(temp_dir)
+    if not root.is_dir():
+        return []
+    removed = []
+    now = time.time()
+    for entry in os.scandir(root):
+        if not entry.name.startswith(LEFTOVER_PREFIXES):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if now - entry.stat(follow_symlinks=False).st_mtime >= older_than:
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(entry.name)
+    return removed

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, ParamSpec
 
 from app.bundles.archive import build_archive, extract_upload, shown_payload_root, upload_path
 from app.bundles.fingerprint import MANIFEST_NAME, PAYLOADS_NAME, fingerprint_of
@@ -18,6 +20,8 @@ from app.bundles.scanner import (
     listed_payload_resolver,
 )
 from app.domain.manifest import normalize_manifest
+
+_P = ParamSpec("_P")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,39 @@ def read_upload(
     if isinstance(judged, BundleProblem):
         shutil.rmtree(target, ignore_errors=True)
     return judged
+
+
+async def in_thread(
+    judge: Callable[_P, UploadedBundle | BundleProblem], *args: _P.args, **kwargs: _P.kwargs
+) -> UploadedBundle | BundleProblem:
+    """`asyncio.to_thread(judge, ...)` for `read_upload`, except that an extraction nobody waits for is removed.
+
+    Cancelling the awaiting task (a client that hangs up, a server that shuts down) does not stop
+    the thread: it runs on and may still accept the bundle, with nobody left to adopt or remove
+    its directory. So the thread's future is shielded, and on cancellation a callback removes
+    whatever the thread extracted once it is done. (A crash meanwhile is what the sweep of
+    app/bundles/cache.py is for.)
+    """
+    work = asyncio.ensure_future(asyncio.to_thread(judge, *args, **kwargs))
+    try:
+        return await asyncio.shield(work)
+    except BaseException:
+        if not work.done():
+            work.add_done_callback(_discard_abandoned)
+        raise
+
+
+def _discard_abandoned(work: asyncio.Future[UploadedBundle | BundleProblem]) -> None:
+    """Remove an extraction accepted after its caller was gone (the thread removed any other)."""
+    if work.cancelled() or work.exception() is not None:
+        return
+    judged = work.result()
+    if not isinstance(judged, UploadedBundle):
+        return
+    try:
+        asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, judged.extracted, True)
+    except RuntimeError:  # the loop is closing: its executor takes no more work
+        shutil.rmtree(judged.extracted, ignore_errors=True)
 
 
 def _judge(

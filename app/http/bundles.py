@@ -15,7 +15,7 @@ from litestar.params import FromPath
 from app.bundles import cache
 from app.bundles.archive import ArchiveRefused
 from app.bundles.scanner import BundleCandidate, BundleProblem, find_bundle_dir, read_bundle_dir
-from app.bundles.uploads import read_upload
+from app.bundles.uploads import in_thread, read_upload
 from app.domain import events as ev
 from app.domain.bundle import BundleVersion, from_upload
 from app.domain.events import Event
@@ -146,7 +146,7 @@ async def upload_bundle(api: Api, request: Request[Any, Any, Any]) -> dict[str, 
     settings = api.settings
     upload = await _upload_form(request, settings.max_body_bytes)
     try:
-        judged = await asyncio.to_thread(
+        judged = await in_thread(
             read_upload,
             upload.file,
             cache.cache_root(settings.temp_dir),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -33,7 +34,15 @@ from tests.api.conftest import (
     submitted_manifest,
     write_bundle,
 )
-from tests.bundle_zips import executable_entry, router_manifest, special_entry, zip_directory, zip_entries
+from tests.bundle_zips import (
+    HeldStep,
+    emptied,
+    executable_entry,
+    router_manifest,
+    special_entry,
+    zip_directory,
+    zip_entries,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAIN = ROOT / "examples" / "shell_python_chain"
@@ -447,3 +456,21 @@ async def test_a_manifest_with_a_lone_surrogate_is_refused_as_a_request_body_is(
         "errors": ["manifest.json is not valid JSON: unpaired UTF-16 surrogates are not supported"],
     }
     assert await event_count(db) == 0 and await archive_count(db) == 0
+
+
+# ------------------------------------------------------------------ the cache (app/bundles/cache.py, uploads.py)
+
+
+async def test_a_cancelled_upload_request_leaves_no_extraction(
+    client: httpx.AsyncClient, temp_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client goes away while the upload's thread works on the extracted bundle: nothing stays."""
+    held = HeldStep(monkeypatch, "build_archive")
+    request = asyncio.create_task(upload(client, chain_zip(tmp_path)))
+    await held.reached()
+    assert [p.name[:8] for p in cache_root(temp_dir).iterdir()] == [".upload-"]
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    held.release()
+    assert await emptied(cache_root(temp_dir)) == []
