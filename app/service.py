@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -70,6 +70,18 @@ from app.store.tables import agents, bundles, events, executor_leases, jobs
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 20
+
+T = TypeVar("T")
+
+
+async def retried(attempt: Callable[[], Awaitable[T]], stream_id: str) -> T:
+    """`attempt()`, run again while another writer wins the race (ConcurrencyConflict), at most MAX_ATTEMPTS times."""
+    for _ in range(MAX_ATTEMPTS):
+        try:
+            return await attempt()
+        except ConcurrencyConflict:
+            continue
+    raise ConcurrencyConflict(stream_id)
 
 
 def now_ms() -> int:
@@ -237,6 +249,9 @@ class Service:
 
     def _notify(self, stream_id: str, recorded: list[Event]) -> None:
         lifecycle.committed(stream_id, recorded)
+        self._tell_listeners(stream_id, recorded)
+
+    def _tell_listeners(self, stream_id: str, recorded: list[Event]) -> None:
         for listener in self._listeners:
             try:
                 listener(stream_id, recorded)
@@ -379,36 +394,23 @@ class Service:
                     raise
                 return
             if results is not None:
-                metrics.batch_committed(len(live))
-                for p, settled in zip(live, results, strict=True):
-                    if isinstance(settled, Outcome) and settled.events and not settled.replayed:
-                        with ops_origin.acting_for(p.origin):
-                            self._notify(p.job_id, settled.events)
-                for i, (p, settled) in enumerate(zip(live, results, strict=True)):
-                    try:
-                        settled = await self._unless_committed(p, settled)
-                    except BaseException as exc:  # cancelled: nobody may wait forever
-                        for q in live[i:]:
-                            _settle(q, exc)
-                        raise
-                    _settle(p, settled)
+                await self._answer(live, results)
                 return
-        for i, p in enumerate(live):  # one command, or a batch that conflicted: one transaction each
+        for i, p in enumerate(live):  # one command, or a batch that conflicted: a batch of one each
             try:
-                if _chain_broken(p, {}):
-                    raise _chain_dropped()
-                with ops_origin.acting_for(p.origin):
-                    result: Outcome | BaseException = await self._execute_one(p)
-            except Exception as exc:
-                result = exc
+                await self._answer([p], [await self._execute_one(p)])
             except BaseException as exc:  # cancelled (loop shutdown): nobody may wait forever
                 for q in live[i:]:
                     _settle(q, exc)
                 raise
+
+    async def _answer(self, batch: list[_Pending], results: list[Outcome | BaseException]) -> None:
+        """Settle each command's future, in order, with its result or its earlier commit's replay."""
+        for i, (p, result) in enumerate(zip(batch, results, strict=True)):
             try:
                 result = await self._unless_committed(p, result)
-            except BaseException as exc:
-                for q in live[i:]:
+            except BaseException as exc:  # cancelled: nobody may wait forever
+                for q in batch[i:]:
                     _settle(q, exc)
                 raise
             _settle(p, result)
@@ -435,20 +437,68 @@ class Service:
         return Outcome(found.events, None, replayed=True)
 
     async def _execute_many(self, batch: list[_Pending]) -> list[Outcome | BaseException]:
+        """The batch together in one transaction; raises _RunAlone if it conflicted."""
         try:
-            async with self.db.write() as conn:
-                return await self._execute_many_in(conn, batch)
-        except (ConcurrencyConflict, IntegrityError) as exc:
+            results = await self._transaction(batch)
+        except ConcurrencyConflict as exc:
             raise _RunAlone from exc
         except DBAPIError as exc:  # a deadlock or serialization failure between batches
             if is_unavailable(exc):
                 raise
             raise _RunAlone from exc
+        self._committed(batch, results)
+        return results
 
-    async def _execute_many_in(
+    async def _execute_one(self, p: _Pending) -> Outcome | BaseException:
+        """A batch of one, run again while another writer wins the race; returns its result."""
+        if _chain_broken(p, {}):
+            return _chain_dropped()
+        with ops_origin.acting_for(p.origin):
+            try:
+                return await retried(lambda: self._attempt_alone(p), p.job_id)
+            except Exception as exc:
+                return exc
+
+    async def _attempt_alone(self, p: _Pending) -> Outcome | BaseException:
+        try:
+            (result,) = await self._transaction([p])
+        except ConcurrencyConflict as exc:
+            if isinstance(p.command, SubmitJob):
+                return exc  # a taken job id or Idempotency-Key: `submit` decides what to do
+            if p.command_id is not None:
+                # Perhaps its own earlier commit (the unique command id), else another writer.
+                replay = await self._unless_committed(p, Outcome([], None))
+                if not isinstance(replay, Outcome) or replay.replayed:
+                    return replay
+            raise
+        if isinstance(result, Outcome):  # a command that failed alone committed nothing
+            self._committed([p], [result])
+        return result
+
+    def _committed(self, batch: list[_Pending], results: list[Outcome | BaseException]) -> None:
+        """After COMMIT: count the batch, then tell the listeners what each command appended."""
+        metrics.batch_committed(len(batch))
+        for p, result in zip(batch, results, strict=True):
+            if isinstance(result, Outcome) and result.events and not result.replayed:
+                with ops_origin.acting_for(p.origin):
+                    self._notify(p.job_id, result.events)
+
+    async def _transaction(self, batch: list[_Pending]) -> list[Outcome | BaseException]:
+        """The one body of the write path: the batch decided and appended in one transaction.
+
+        Raises ConcurrencyConflict when another writer took a key first (a position, a job id,
+        an Idempotency-Key, a command id); a command's own failure is its result.
+        """
+        try:
+            async with self.db.write() as conn:
+                return await self._decide_and_append(conn, batch)
+        except IntegrityError as exc:
+            raise ConcurrencyConflict(batch[0].job_id) from exc
+
+    async def _decide_and_append(
         self, conn: AsyncConnection, batch: list[_Pending]
     ) -> list[Outcome | BaseException]:
-        """The batch in one transaction: one query per table to load, one write per table to save."""
+        """One query per table to load, each command decided against the state the previous left, one write per table."""
         jobs_found = await projector.load_jobs(conn, [p.job_id for p in batch if _reads_its_job(p.command)], lock=True)
         wanted: dict[str, set[str]] = {}
         for p in batch:
@@ -515,63 +565,6 @@ class Service:
                 results[i] = Outcome([next(recorded) for _ in sealed], outcome.projection)
         return results
 
-    async def _execute_one(self, p: _Pending) -> Outcome:
-        job_id, command = p.job_id, p.command
-        for _ in range(MAX_ATTEMPTS):
-            try:
-                async with self.db.write() as conn:
-                    outcome = await self._execute_in(conn, p)
-            except ConcurrencyConflict:
-                if isinstance(command, SubmitJob):
-                    raise  # a taken job id or Idempotency-Key: `submit` decides what to do
-                if p.command_id is not None:
-                    # Perhaps its own earlier commit (the unique command id), else another writer.
-                    replay = await self._unless_committed(p, Outcome([], None))
-                    if not isinstance(replay, Outcome) or replay.replayed:
-                        return self._raise_or(replay)
-                continue
-            metrics.batch_committed(1)
-            if outcome.events:
-                self._notify(job_id, outcome.events)
-            return outcome
-        raise ConcurrencyConflict(job_id)
-
-    @staticmethod
-    def _raise_or(result: Outcome | BaseException) -> Outcome:
-        if isinstance(result, BaseException):
-            raise result
-        return result
-
-    async def _execute_in(self, conn: AsyncConnection, p: _Pending) -> Outcome:
-        job_id, command, fence = p.job_id, p.command, p.fence
-        job = await projector.load_job(conn, job_id, lock=True) if _reads_its_job(command) else None
-        state: JobProjection | None = None
-        if job is not None:
-            state = JobProjection(job, await projector.load_agents(conn, job_id, _command_agents(command)))
-        now = self.clock()
-        if fence is not None:
-            await leases.check_fence(conn, job_id, fence, now)
-        decision = decide(state, command, job_id)
-        if not decision.events:
-            return Outcome([], state)
-        if state is not None:
-            missing = {e.agent_id for e in decision.events if e.agent_id} - set(state.agents)
-            if missing:
-                loaded = await projector.load_agents(conn, job_id, {m for m in missing if m})
-                state = JobProjection(state.job, {**state.agents, **loaded})
-        head = StreamHead() if job is None else StreamHead(job.last_sequence, job.last_hash, job.last_timestamp)
-        sealed = event_store.seal(job_id, job_id, head, decision.events, now)
-        after = fold(sealed, state)
-        assert after is not None
-        try:
-            await projector.save(conn, state, after)
-        except IntegrityError as exc:
-            raise ConcurrencyConflict(job_id) from exc
-        if after.job.terminal:
-            await leases.drop_job(conn, job_id)
-        recorded = await event_store.insert_sealed(conn, sealed, p.ids_of(sealed), p.digests_of(sealed))
-        return Outcome(recorded, after)
-
     async def submit(
         self,
         *,
@@ -584,7 +577,8 @@ class Service:
         payload = submitted_payload(
             manifest=manifest, bundle=bundle, idempotency_key=idempotency_key, request_sha256=request_sha256
         )
-        for _ in range(MAX_ATTEMPTS):
+
+        async def attempt() -> Submitted:
             if idempotency_key is not None:
                 earlier = await self._by_idempotency_key(idempotency_key)
                 if earlier is not None:
@@ -600,12 +594,13 @@ class Service:
             results = await self.execute_chain(job_id, [SubmitJob(payload), *admit])
             outcome = results[0]
             if isinstance(outcome, Rejected | ConcurrencyConflict):  # the key or the generated id is taken: look again
-                continue  # (of two concurrent requests with one key, the unique index lets one insert)
+                raise ConcurrencyConflict(job_id)  # (of two concurrent requests with one key, the unique index lets one insert)
             if isinstance(outcome, BaseException):
                 raise outcome
             assert outcome.projection is not None
             return Submitted(job_id, outcome.projection.job.status, replayed=False)
-        raise ConcurrencyConflict("submit")
+
+        return await retried(attempt, "submit")
 
     async def _by_idempotency_key(self, key: str) -> tuple[str, str, str | None] | None:
         async with self.db.read() as conn:
@@ -633,15 +628,34 @@ class Service:
 
     async def append_system(self, new_events: Sequence[NewEvent]) -> list[Event]:
         """Append node and audit events to the `system` stream."""
-        for _ in range(MAX_ATTEMPTS):
-            try:
-                async with self.db.write() as conn:
-                    recorded = await self._append_other(conn, ev.SYSTEM_STREAM, new_events)
-            except ConcurrencyConflict:
-                continue
-            lifecycle.committed(ev.SYSTEM_STREAM, recorded)
-            return recorded
-        raise ConcurrencyConflict(ev.SYSTEM_STREAM)
+
+        async def events(conn: AsyncConnection) -> Sequence[NewEvent]:
+            return new_events
+
+        return await self.append_with(ev.SYSTEM_STREAM, events)
+
+    async def append_with(
+        self,
+        stream_id: str,
+        write: Callable[[AsyncConnection], Awaitable[Sequence[NewEvent]]],
+        marker: tuple[str, str | None] | None = None,
+    ) -> list[Event]:
+        """Run `write` and append the events it returns to `stream_id`, in one transaction.
+
+        For streams with no projection row (`system`): `write` changes the operational rows it
+        owns and says what to record. The whole transaction runs again while another writer
+        takes the stream's next sequence first. `marker` (command id, request digest) marks the
+        first event.
+        """
+
+        async def attempt() -> list[Event]:
+            async with self.db.write() as conn:
+                new_events = await write(conn)
+                return await self._append_other(conn, stream_id, new_events, marker) if new_events else []
+
+        recorded = await retried(attempt, stream_id)
+        lifecycle.committed(stream_id, recorded)
+        return recorded
 
     async def _append_other(
         self,
@@ -728,17 +742,16 @@ class Service:
         first: Callable[[AsyncConnection], Awaitable[None]] | None = None,
     ) -> list[Event]:
         stream_id = ev.bundle_stream(bundle_id)
-        for _ in range(MAX_ATTEMPTS):
-            try:
-                async with self.db.write() as conn:
-                    if first is not None:
-                        await first(conn)
-                    recorded = await self._bundle_in(conn, bundle_id, stream_id, decision)
-            except ConcurrencyConflict:
-                continue
-            lifecycle.committed(stream_id, recorded)
-            return recorded
-        raise ConcurrencyConflict(stream_id)
+
+        async def attempt() -> list[Event]:
+            async with self.db.write() as conn:
+                if first is not None:
+                    await first(conn)
+                return await self._bundle_in(conn, bundle_id, stream_id, decision)
+
+        recorded = await retried(attempt, stream_id)
+        lifecycle.committed(stream_id, recorded)
+        return recorded
 
     async def _bundle_in(
         self,
@@ -832,36 +845,32 @@ class Service:
         node: str,
         marker: tuple[str, str | None] | None = None,
     ) -> bool:
-        for _ in range(MAX_ATTEMPTS):
-            try:
-                async with self.db.write() as conn:
-                    job = await projector.load_job(conn, job_id, lock=True)
-                    if job is None or (not include_live and not job.terminal):
-                        return False
-                    if cutoff is not None and job.updated_at > format_ms(cutoff):
-                        return False
-                    await conn.execute(delete(events).where(events.c.stream_id == job_id))
-                    await conn.execute(delete(agents).where(agents.c.job_id == job_id))
-                    await conn.execute(delete(jobs).where(jobs.c.job_id == job_id))
-                    await leases.drop_job(conn, job_id)
-                    audit = NewEvent(
-                        ev.JOBS_CLEANED,
-                        {
-                            "job_ids": [job_id],
-                            "event_counts": {job_id: job.last_sequence},
-                            "last_hashes": {job_id: job.last_hash},
-                            "statuses": {job_id: job.status},
-                            "requested_all": include_live,
-                            "older_than": older_than,
-                            "node": node,
-                        },
-                    )
-                    recorded = await self._append_other(conn, ev.SYSTEM_STREAM, [audit], marker)
-            except ConcurrencyConflict:
-                continue
-            self._notify(ev.SYSTEM_STREAM, recorded)
-            return True
-        raise ConcurrencyConflict(ev.SYSTEM_STREAM)
+
+        async def delete_and_audit(conn: AsyncConnection) -> list[NewEvent]:
+            job = await projector.load_job(conn, job_id, lock=True)
+            if job is None or (not include_live and not job.terminal):
+                return []
+            if cutoff is not None and job.updated_at > format_ms(cutoff):
+                return []
+            await conn.execute(delete(events).where(events.c.stream_id == job_id))
+            await conn.execute(delete(agents).where(agents.c.job_id == job_id))
+            await conn.execute(delete(jobs).where(jobs.c.job_id == job_id))
+            await leases.drop_job(conn, job_id)
+            audit = {
+                "job_ids": [job_id],
+                "event_counts": {job_id: job.last_sequence},
+                "last_hashes": {job_id: job.last_hash},
+                "statuses": {job_id: job.status},
+                "requested_all": include_live,
+                "older_than": older_than,
+                "node": node,
+            }
+            return [NewEvent(ev.JOBS_CLEANED, audit)]
+
+        recorded = await self.append_with(ev.SYSTEM_STREAM, delete_and_audit, marker)
+        if recorded:
+            self._tell_listeners(ev.SYSTEM_STREAM, recorded)
+        return bool(recorded)
 
 
 class NodeRegistry:
@@ -884,47 +893,38 @@ class NodeRegistry:
 
     async def expire(self, detected_by: str, ttl_ms: int) -> list[str]:
         """Mark nodes with an expired heartbeat lost, one `node_lost` each; return their names."""
-        db = self.service.db
-        async with db.read() as conn:
+        async with self.service.db.read() as conn:
             if not await nodes_store.needs_maintenance(conn, self.service.clock(), ttl_ms):
                 return []
-        for _ in range(MAX_ATTEMPTS):
-            try:
-                async with db.write() as conn:
-                    lost = await nodes_store.expire(conn, self.service.clock(), ttl_ms)
-                    audit = [
-                        NewEvent(
-                            ev.NODE_LOST,
-                            {
-                                "node": n["node"],
-                                "incarnation": n["incarnation"],
-                                "last_heartbeat_at": format_ms(n["last_heartbeat_ms"]),
-                                "detected_by": detected_by,
-                            },
-                        )
-                        for n in lost
-                    ]
-                    recorded = await self.service._append_other(conn, ev.SYSTEM_STREAM, audit) if audit else []
-                lifecycle.committed(ev.SYSTEM_STREAM, recorded)
-                return [n["node"] for n in lost]
-            except ConcurrencyConflict:
-                continue
-        raise ConcurrencyConflict(ev.SYSTEM_STREAM)
+
+        async def expire_and_audit(conn: AsyncConnection) -> list[NewEvent]:
+            lost = await nodes_store.expire(conn, self.service.clock(), ttl_ms)
+            return [
+                NewEvent(
+                    ev.NODE_LOST,
+                    {
+                        "node": n["node"],
+                        "incarnation": n["incarnation"],
+                        "last_heartbeat_at": format_ms(n["last_heartbeat_ms"]),
+                        "detected_by": detected_by,
+                    },
+                )
+                for n in lost
+            ]
+
+        recorded = await self.service.append_with(ev.SYSTEM_STREAM, expire_and_audit)
+        return [event.payload["node"] for event in recorded]
 
     async def _with_event(
         self, write: Callable[[AsyncConnection], Awaitable[Any]], type_: str, payload: dict[str, Any]
     ) -> None:
-        for _ in range(MAX_ATTEMPTS):
-            try:
-                async with self.service.db.write() as conn:
-                    if await write(conn) is False:
-                        return  # the row belongs to another incarnation: nothing of ours to record
-                    recorded = await self.service._append_other(conn, ev.SYSTEM_STREAM, [NewEvent(type_, payload)])
-                lifecycle.committed(ev.SYSTEM_STREAM, recorded)
-                return
-            except ConcurrencyConflict:
-                continue
-        raise ConcurrencyConflict(ev.SYSTEM_STREAM)
+
+        async def write_and_audit(conn: AsyncConnection) -> list[NewEvent]:
+            if await write(conn) is False:
+                return []  # the row belongs to another incarnation: nothing of ours to record
+            return [NewEvent(type_, payload)]
+
+        await self.service.append_with(ev.SYSTEM_STREAM, write_and_audit)
 
 
 class BundleRegistry:

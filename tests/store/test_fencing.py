@@ -174,15 +174,16 @@ async def test_fenced_commands_require_a_fence(fenced_service: Service, db: Data
 def _slow_check_fence(
     monkeypatch: pytest.MonkeyPatch, checked: asyncio.Event, hold: float, done_holding: asyncio.Event
 ) -> None:
-    original: Callable[..., Any] = leases.check_fence
+    original: Callable[..., Any] = leases.lease_rows  # the write path's read of the lease rows it checks
 
-    async def slow(conn: Any, job_id: str, fence: Fence, now_ms: int) -> None:
-        await original(conn, job_id, fence, now_ms)
+    async def slow(conn: Any, job_ids: list[str]) -> Any:
+        rows = await original(conn, job_ids)
         checked.set()
         await asyncio.sleep(hold)  # the fenced transaction stays open after its check
         done_holding.set()
+        return rows
 
-    monkeypatch.setattr(leases, "check_fence", slow)
+    monkeypatch.setattr(leases, "lease_rows", slow)
 
 
 async def test_a_take_over_waits_for_an_in_flight_fenced_transaction(
