@@ -1,8 +1,9 @@
-"""Builtin agent behaviour (SPEC §7.2–§7.4) and turning a step's actions into events (§6.4).
+"""A step's actions and outcomes, the builtin agents (SPEC §7.2–§7.4), actions into events (§6.4).
 
-Handlers are pure: they take the agent's config, state and the incoming message and return the
-actions of the step. `materialize` turns actions into `message_delivered`, `dead_letter` and
-custom events; message ids and the timestamp are passed in.
+A step of any agent type ends `Handled` (its actions and the state to persist) or `Failed`.
+The router, aggregator and sensor handlers are pure: they take the agent's config, state and
+the incoming message and return the step. `materialize` turns actions into
+`message_delivered`, `dead_letter` and custom events; message ids and the timestamp are passed in.
 """
 
 from __future__ import annotations
