@@ -171,10 +171,10 @@ async def _serve(settings: Settings, *, api: bool) -> int:
 
 
 async def _bundle_cache_upkeep(settings: Settings, db: Any, stop: asyncio.Event) -> None:
-    """Uploaded-bundle cache: leftovers of interrupted work swept, now and every minute."""
+    """Uploaded-bundle cache: leftovers swept and versions past the cap evicted, now and every minute."""
     from app.bundles.upkeep import CacheUpkeep
 
-    await CacheUpkeep(settings.temp_dir).run(stop)
+    await CacheUpkeep(db, settings.temp_dir, settings.bundle_cache_max_bytes).run(stop)
 
 
 def _run_service(main: Coroutine[Any, Any, int]) -> int:

@@ -122,6 +122,7 @@ class Settings:
     bundle_reload_mode: str | None = None
     bundle_reload_interval_seconds: float | None = None
     bundle_upload_max_bytes: int = 104_857_600
+    bundle_cache_max_bytes: int = 1_073_741_824
     executor_max_concurrency: str | None = None
     executor_pool_capacities: str | None = None
     executor_timeout_seconds: float = 3600.0
@@ -173,6 +174,7 @@ class Settings:
             bundle_upload_max_bytes=_int(
                 e, p + "BUNDLE_UPLOAD_MAX_BYTES", defaults.bundle_upload_max_bytes, minimum=1
             ),
+            bundle_cache_max_bytes=_int(e, p + "BUNDLE_CACHE_MAX_BYTES", defaults.bundle_cache_max_bytes),
             executor_max_concurrency=e.get(p + "EXECUTOR_MAX_CONCURRENCY"),
             executor_pool_capacities=e.get(p + "EXECUTOR_POOL_CAPACITIES"),
             executor_timeout_seconds=_seconds(e, p + "EXECUTOR_TIMEOUT_SECONDS", 3600.0) or 3600.0,

@@ -12,7 +12,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain.canonical import canonical_json
-from app.store.tables import bundle_archives
+from app.domain.events import TERMINAL_STATUSES
+from app.store.tables import bundle_archives, bundles, jobs
 
 
 @dataclass(frozen=True)
@@ -72,3 +73,15 @@ async def archive(conn: AsyncConnection, fingerprint: str) -> StoredArchive | No
     columns = (bundle_archives.c.archive, bundle_archives.c.expanded_bytes)
     row = (await conn.execute(select(*columns).where(bundle_archives.c.fingerprint == fingerprint))).first()
     return None if row is None else StoredArchive(bytes(row.archive), int(row.expanded_bytes))
+
+
+async def needed_paths(conn: AsyncConnection) -> set[str]:
+    """The bundle paths still needed on disk: every bundle's current version and every unfinished job's."""
+    views = await conn.execute(select(bundles.c.view))
+    unfinished = await conn.execute(
+        select(jobs.c.manifest_ref).where(
+            jobs.c.status.not_in(sorted(TERMINAL_STATUSES)), jobs.c.bundle.is_not(None)
+        )
+    )
+    current = {str(json.loads(row[0])["path"]) for row in views}
+    return current | {str(json.loads(row[0])["job_path"]) for row in unfinished}

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import stat
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,14 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import DBAPIError
 
+from app.bundles import cache
 from app.bundles.archive import extract_stored
 from app.bundles.cache import cache_root
 from app.bundles.fingerprint import fingerprint
+from app.bundles.upkeep import CacheUpkeep
 from app.config import Settings
 from app.domain.manifest import normalize_manifest
+from app.runtime.bundle_cache import BundleCache
 from app.service import Service
 from app.store import archives, event_store
 from app.store.database import Database
@@ -458,7 +462,54 @@ async def test_a_manifest_with_a_lone_surrogate_is_refused_as_a_request_body_is(
     assert await event_count(db) == 0 and await archive_count(db) == 0
 
 
-# ------------------------------------------------------------------ the cache (app/bundles/cache.py, uploads.py)
+# ------------------------------------------------------------------ the cache (app/bundles/cache.py, upkeep.py)
+
+
+def versions(temp_dir: Path) -> set[str]:
+    root = cache.cache_root(temp_dir)
+    return {p.name for p in root.iterdir() if not p.name.startswith(".")}
+
+
+def unused_for_an_hour(temp_dir: Path) -> None:
+    when = time.time() - 3600
+    for name in versions(temp_dir):
+        os.utime(cache.cached_version(temp_dir, name), (when, when))
+
+
+async def three_versions(client: httpx.AsyncClient, tmp_path: Path) -> list[dict[str, Any]]:
+    """Three versions of the chain bundle uploaded in turn: the last is current."""
+    script = "report/scripts/build_report.py"
+    zips = [chain_zip(tmp_path, **{script: "print(1)\n"}), chain_zip(tmp_path, **{script: "print(2)\n"}), chain_zip(tmp_path)]
+    return [(await upload(client, data)).json() for data in zips]
+
+
+async def test_eviction_keeps_current_versions_and_those_of_unfinished_jobs(
+    client: httpx.AsyncClient, db: Database, temp_dir: Path, tmp_path: Path
+) -> None:
+    first, second, third = await three_versions(client, tmp_path)
+    job_id = await submit_path(client, first["bundle_path"])  # an unfinished job of the first version
+    assert versions(temp_dir) == {first["fingerprint"], second["fingerprint"], third["fingerprint"]}
+    upkeep = CacheUpkeep(db, temp_dir, max_bytes=0)
+    assert await upkeep.once() == []  # every version was used (uploaded) just now
+    unused_for_an_hour(temp_dir)
+    assert await upkeep.once() == [second["fingerprint"]]
+    assert versions(temp_dir) == {first["fingerprint"], third["fingerprint"]}
+    assert (await client.post(f"{BASE}/jobs/{job_id}/cancel")).status_code == 200
+    assert await upkeep.once() == [first["fingerprint"]]
+    assert versions(temp_dir) == {third["fingerprint"]}  # over a cap of 0 bytes, but current
+    # A node that needs an evicted version again materialises it from the database.
+    await BundleCache(db, temp_dir, "test-node").ensure({"path": first["bundle_path"]})
+    assert versions(temp_dir) == {first["fingerprint"], third["fingerprint"]}
+    assert await upkeep.once() == []  # just used
+
+
+async def test_eviction_stops_at_the_cap(client: httpx.AsyncClient, db: Database, temp_dir: Path, tmp_path: Path) -> None:
+    old = (await three_versions(client, tmp_path))[0]
+    unused_for_an_hour(temp_dir)
+    os.utime(cache.cached_version(temp_dir, old["fingerprint"]), (0, 0))  # the least recently used
+    sizes = {name: cache._bytes_under(cache.cached_version(temp_dir, name)) for name in versions(temp_dir)}
+    assert await CacheUpkeep(db, temp_dir, max_bytes=sum(sizes.values())).once() == []
+    assert await CacheUpkeep(db, temp_dir, max_bytes=sum(sizes.values()) - 1).once() == [old["fingerprint"]]
 
 
 async def test_a_cancelled_upload_request_leaves_no_extraction(

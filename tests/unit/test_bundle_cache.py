@@ -34,14 +34,46 @@ def present(temp_dir: Path) -> list[str]:
     return sorted(p.name for p in cache.cache_root(temp_dir).iterdir())
 
 
+def test_evicts_least_recently_used_versions_past_the_cap(tmp_path: Path) -> None:
+    oldest, old, new = (
+        version(tmp_path, n, 1000, age) for n, age in (("a", 3 * HOUR), ("b", 2 * HOUR), ("c", HOUR))
+    )
+    assert cache.evict(tmp_path, keep=set(), max_bytes=3000) == []
+    assert cache.evict(tmp_path, keep=set(), max_bytes=2500) == [oldest]
+    assert cache.evict(tmp_path, keep=set(), max_bytes=1000) == [old]
+    assert present(tmp_path) == [new]
+
+
+def test_never_evicts_a_needed_or_recently_used_version(tmp_path: Path) -> None:
+    needed = version(tmp_path, "a", 1000, 3 * HOUR)
+    recent = version(tmp_path, "b", 1000, 60)
+    unused = version(tmp_path, "c", 1000, 2 * HOUR)
+    assert cache.evict(tmp_path, keep={needed}, max_bytes=0) == [unused]
+    assert present(tmp_path) == [needed, recent]  # over the cap, but each is needed or in use
+
+
+def test_finding_a_version_marks_it_used(tmp_path: Path) -> None:
+    fingerprint = version(tmp_path, "a", 100, 3 * HOUR)
+    assert cache.is_cached(tmp_path, fingerprint)
+    assert cache.evict(tmp_path, keep=set(), max_bytes=0) == []
+    assert cache.evict(tmp_path, keep=set(), max_bytes=0, spare_seconds=0) == [fingerprint]
+    assert not cache.is_cached(tmp_path, fingerprint)
+    assert present(tmp_path) == []  # the renamed copy is deleted too
+
+
 def test_sweeps_leftovers_of_interrupted_work_once_they_are_old(tmp_path: Path) -> None:
     root = cache.cache_root(tmp_path)
     kept = version(tmp_path, "a", 100, 3 * HOUR)
-    for name, age in ((".upload-old", 2 * HOUR), (".partial-old", 2 * HOUR), (".upload-new", 60)):
+    for name, age in (
+        (".upload-old", 2 * HOUR),
+        (".partial-old", 2 * HOUR),
+        (".evict-old", 2 * HOUR),
+        (".upload-new", 60),
+    ):
         (root / name / "payloads").mkdir(parents=True)
         when = time.time() - age
         os.utime(root / name, (when, when))
-    assert sorted(cache.sweep_leftovers(tmp_path)) == [".partial-old", ".upload-old"]
+    assert sorted(cache.sweep_leftovers(tmp_path)) == [".evict-old", ".partial-old", ".upload-old"]
     assert present(tmp_path) == [".upload-new", kept]
     assert cache.sweep_leftovers(tmp_path / "nowhere") == []
 

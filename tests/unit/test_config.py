@@ -35,3 +35,10 @@ def test_a_bad_number_of_api_processes_is_refused_naming_the_variable(raw: str) 
 def test_an_unknown_http_server_is_refused_naming_the_variable(raw: str) -> None:
     with pytest.raises(ConfigError, match="^MIRROR_NEURON_HTTP_SERVER must be uvicorn or granian, got "):
         Settings.from_env({"MIRROR_NEURON_HTTP_SERVER": raw})
+
+
+def test_the_bundle_cache_cap_defaults_to_one_gibibyte_and_is_read_from_the_environment() -> None:
+    assert Settings.from_env({}).bundle_cache_max_bytes == 1 << 30
+    assert Settings.from_env({"MIRROR_NEURON_BUNDLE_CACHE_MAX_BYTES": "0"}).bundle_cache_max_bytes == 0
+    with pytest.raises(ConfigError, match="MIRROR_NEURON_BUNDLE_CACHE_MAX_BYTES"):
+        Settings.from_env({"MIRROR_NEURON_BUNDLE_CACHE_MAX_BYTES": "1 GiB"})
