@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from pathlib import Path
 from typing import Any
 
 from litestar import Controller, Request, Response, Router, get, post
@@ -14,15 +13,16 @@ from litestar.params import FromPath
 
 from app.bundles import cache
 from app.bundles.archive import ArchiveRefused
-from app.bundles.scanner import BundleCandidate, BundleProblem, find_bundle_dir, read_bundle_dir
+from app.bundles.scanner import BundleProblem
 from app.bundles.uploads import in_thread, read_upload
 from app.domain import events as ev
-from app.domain.bundle import BundleVersion, from_upload
+from app.domain.bundle import from_upload
 from app.domain.events import Event
 from app.http.body import too_large
 from app.http.context import Api, ApiDep
 from app.http.errors import ApiError, bundle_not_found
 from app.http.schemas import BUNDLE_UPLOAD_SCHEMA, operation_class, responses
+from app.service import BundleRegistry, version_of
 from app.store import read_model
 from app.wire import BundleDetail, BundleList, Reloaded, ReloadUnchanged, Uploaded
 
@@ -39,15 +39,8 @@ def _unchanged(bundle_id: str) -> dict[str, Any]:
     }
 
 
-def _version(bundle_id: str, found: BundleCandidate) -> BundleVersion:
-    return BundleVersion(
-        bundle_id=bundle_id,
-        path=found.path,
-        fingerprint=found.fingerprint,
-        manifest=found.manifest,
-        reload=found.reload,
-        payload_files=tuple(found.payload_files),
-    )
+def _registry(api: Api) -> BundleRegistry:
+    return BundleRegistry(api.service, api.settings, api.node_name)
 
 
 def _reloaded(bundle_id: str, event: Event) -> dict[str, Any]:
@@ -66,21 +59,12 @@ def _reloaded(bundle_id: str, event: Event) -> dict[str, Any]:
 
 async def register_new_directory(api: Api, bundle_id: str) -> dict[str, Any]:
     """Reload of an unregistered id (SPEC C.2.5, C.5.5): register the new directory that names it."""
-    settings = api.settings
-    root = settings.bundles_dir
-    directory = None if root is None else await asyncio.to_thread(find_bundle_dir, root, bundle_id)
-    if directory is None:
+    registered = await _registry(api).register_directory(bundle_id, RELOAD_REASON)
+    if registered is None:
         raise bundle_not_found(bundle_id)
-    found = await asyncio.to_thread(
-        read_bundle_dir,
-        directory,
-        expected_bundle_id=bundle_id,
-        reload_mode_override=settings.bundle_reload_mode,
-        reload_interval_override=settings.bundle_reload_interval_seconds,
-    )
-    if isinstance(found, BundleProblem):  # no stream to record a rejection on: nothing is written
-        raise ApiError(422, "Manifest validation failed", errors=found.errors)
-    recorded = await api.service.discover_bundle(_version(bundle_id, found), RELOAD_REASON, api.node_name)
+    recorded, errors = registered
+    if errors is not None:  # no stream to record a rejection on: nothing is written
+        raise ApiError(422, "Manifest validation failed", errors=errors)
     if not recorded:  # registered meanwhile by another node: reload it as a registered bundle
         return await reload_bundle(api, bundle_id)
     return _reloaded(bundle_id, recorded[0])
@@ -94,32 +78,9 @@ async def reload_bundle(api: Api, bundle_id: str) -> dict[str, Any]:
         return await register_new_directory(api, bundle_id)
     if from_upload(view):  # an uploaded version has no folder to re-read (SPEC C.5.5)
         return _unchanged(bundle_id)
-    settings = api.settings
-    found = await asyncio.to_thread(
-        read_bundle_dir,
-        Path(view["path"]),
-        expected_bundle_id=bundle_id,
-        reload_mode_override=settings.bundle_reload_mode,
-        reload_interval_override=settings.bundle_reload_interval_seconds,
-    )
-    if isinstance(found, BundleProblem):
-        await api.service.reload_bundle(
-            bundle_id,
-            version=None,
-            fingerprint=found.fingerprint,
-            errors=found.errors,
-            reason=RELOAD_REASON,
-            node=api.node_name,
-        )
-        raise ApiError(422, "Manifest validation failed", errors=found.errors)
-    recorded = await api.service.reload_bundle(
-        bundle_id,
-        version=_version(bundle_id, found),
-        fingerprint=found.fingerprint,
-        errors=[],
-        reason=RELOAD_REASON,
-        node=api.node_name,
-    )
+    recorded, errors = await _registry(api).reload(bundle_id, view["path"], RELOAD_REASON)
+    if errors is not None:
+        raise ApiError(422, "Manifest validation failed", errors=errors)
     reloaded = [e for e in recorded if e.type == ev.BUNDLE_RELOADED]
     if not reloaded:
         return _unchanged(bundle_id)
@@ -163,7 +124,7 @@ async def upload_bundle(api: Api, request: Request[Any, Any, Any]) -> dict[str, 
     found = judged.candidate
     try:
         recorded = await api.service.upload_bundle(
-            _version(found.bundle_id, found), judged.archive, judged.expanded_bytes, api.node_name
+            version_of(found), judged.archive, judged.expanded_bytes, api.node_name
         )
     except BaseException:
         await asyncio.to_thread(shutil.rmtree, judged.extracted, True)

@@ -33,6 +33,11 @@ from app.ops import metrics
 PING_AFTER_IDLE_SECONDS = 1.0
 
 
+# What `Database.write()` and `read()` yield, for code outside the store that passes it on to
+# store functions without importing SQLAlchemy.
+Connection = AsyncConnection
+
+
 class DatabaseUnavailable(Exception):
     """The database cannot be reached or written; the detail never names credentials."""
 
@@ -98,6 +103,16 @@ def _means_unavailable(exc: BaseException) -> bool:
 def is_unavailable(exc: BaseException) -> bool:
     """True when an exception means the database is unreachable or not writable."""
     return any(_means_unavailable(item) for item in _driver_errors(exc))
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """True when a write lost a race for a unique key (a job id, an Idempotency-Key) to another writer."""
+    return isinstance(exc, IntegrityError)
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """True when the database refused a statement (a deadlock, a serialization failure, a taken key, ...)."""
+    return isinstance(exc, DBAPIError)
 
 
 def is_pool_timeout(exc: BaseException) -> bool:

@@ -39,17 +39,6 @@ class LeaseLost(Exception):
     """The node no longer holds the job's lease: it must stop the job without writing."""
 
 
-# Built once (every fenced command runs it): see projector.SELECT_JOB.
-_FENCE = select(job_leases.c.token).where(
-    and_(
-        job_leases.c.job_id == bindparam("b_job_id"),
-        job_leases.c.incarnation == bindparam("b_incarnation"),
-        job_leases.c.token == bindparam("b_token"),
-        job_leases.c.released.is_(False),
-        job_leases.c.expires_at_ms > bindparam("b_now"),
-    )
-)
-_FENCE_FOR_SHARE = Prepared(_FENCE.with_for_update(read=True))  # FOR SHARE: Postgres only (SQLite drops it)
 _LEASE_ROWS_FOR_SHARE = prepared(
     lambda d: select(job_leases)
     .where(any_of(job_leases.c.job_id, "b_job_ids", d))
@@ -85,19 +74,12 @@ _CLAIM_PG = Prepared(
 )
 
 
-async def check_fence(conn: AsyncConnection, job_id: str, fence: Fence, now_ms: int) -> None:
-    """Raise LeaseLost unless `fence` is the job's current, unexpired, unreleased lease.
-
-    On Postgres the lease row is read FOR SHARE: a take-over (an UPDATE of that row) waits until
-    this transaction ends, so a node can never commit a step after another node took the job.
-    """
-    values = {"b_job_id": job_id, "b_incarnation": fence.incarnation, "b_token": fence.token, "b_now": now_ms}
-    if await _FENCE_FOR_SHARE.first(conn, values) is None:
-        raise LeaseLost(job_id)
-
-
 async def lease_rows(conn: AsyncConnection, job_ids: list[str]) -> dict[str, Any]:
-    """The lease rows of several jobs, read FOR SHARE on Postgres (see `check_fence`), in job_id order."""
+    """The lease rows of several jobs, read FOR SHARE on Postgres, in job_id order.
+
+    FOR SHARE: a take-over (an UPDATE of that row) waits until this transaction ends, so a node
+    can never commit a step after another node took the job (see `check_fence_row`).
+    """
     wanted = sorted(set(job_ids))
     found: dict[str, Any] = {}
     for start in range(0, len(wanted), 500):
@@ -107,7 +89,7 @@ async def lease_rows(conn: AsyncConnection, job_ids: list[str]) -> dict[str, Any
 
 
 def check_fence_row(row: Any, job_id: str, fence: Fence, now_ms: int) -> None:
-    """`check_fence` against a lease row read by `lease_rows` in the same transaction."""
+    """Raise LeaseLost unless `row` (read by `lease_rows` in this transaction) is `fence`: current, unexpired, unreleased."""
     if (
         row is None
         or row["incarnation"] != fence.incarnation
@@ -259,6 +241,15 @@ async def expire(conn: AsyncConnection, job_id: str, fence: Fence, now_ms: int) 
 async def drop_job(conn: AsyncConnection, job_id: str) -> None:
     """Remove every operational row of a job (terminal event or cleanup)."""
     await drop_jobs(conn, [job_id])
+
+
+async def drop_executor_leases_of(conn: AsyncConnection, job_id: str, incarnation: str) -> None:
+    """Remove the executor lease rows one node incarnation holds for a job (it stopped running it)."""
+    await conn.execute(
+        delete(executor_leases).where(
+            and_(executor_leases.c.job_id == job_id, executor_leases.c.incarnation == incarnation)
+        )
+    )
 
 
 async def renew_owned(

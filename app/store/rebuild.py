@@ -19,9 +19,9 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain.bundle import project_bundle
-from app.domain.canonical import canonical_json
 from app.domain.events import Event
 from app.domain.projection import JobProjection, build, fold
+from app.store import bundles as bundle_rows
 from app.store.database import Database, driver_fetch
 from app.store.json_columns import parse_stored
 from app.store.projector import agent_to_row, job_to_row
@@ -120,14 +120,7 @@ def _bundle_row(stream: list[Event]) -> dict[str, Any]:
     for event in stream:
         view = project_bundle(view, event)
     assert view is not None
-    last = stream[-1]
-    return {
-        "bundle_id": view["bundle_id"],
-        "view": canonical_json(view),
-        "last_sequence": last.sequence,
-        "last_hash": last.hash,
-        "last_timestamp": last.timestamp,
-    }
+    return bundle_rows.row_of(view["bundle_id"], view, stream[-1])
 
 
 # A rebuild decodes and folds in worker processes (one per core, at most 4) once the log has

@@ -2,7 +2,7 @@
 
 A node reacts at once to what its own process commits (`Service.subscribe`); what other
 processes commit it used to see only at its next poll. On Postgres a process whose commits give
-nodes work sends a notification on `CHANNEL` right after them (`Service._announce`: in the
+nodes work sends a notification on `CHANNEL` right after them (`Notifier._announce`: in the
 background, coalesced, never failing the write), and every runtime node LISTENs on a connection
 of its own. The payload is lines of text: the sender's origin (so a process ignores its own),
 then `admit` (a job was submitted), `claim` (a job was queued) and `job <id>` (a pause, resume,
@@ -64,7 +64,7 @@ def wakeup_of(committed: Iterable[tuple[str, list[Event]]]) -> Wakeup:
     """The wake-up a transaction's events call for (stream id, events of one command).
 
     The one rule of which committed events wake runtime nodes: the service announces it to other
-    processes (`Service._announce`) and a node applies it to its own process's commits
+    processes (`Notifier._announce`) and a node applies it to its own process's commits
     (`Scheduler.on_commit`).
     """
     wake = Wakeup()

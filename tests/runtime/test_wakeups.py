@@ -185,7 +185,7 @@ async def test_a_notification_that_cannot_be_sent_never_fails_the_write(
     service = Service(db)
     submitted = await service.submit(manifest=trivial(), bundle=None, idempotency_key=None, request_sha256="0" * 64)
     assert submitted.status == "pending"
-    announcer = service._announcer
+    announcer = service.notifier.announcer
     assert announcer is not None
     await asyncio.wait_for(announcer, timeout=10)  # it swallowed the failure
     assert sent == [wakeups.Wakeup(admit=True)]

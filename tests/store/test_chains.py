@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from app import service as service_module
 from app.domain import events as ev
 from app.domain.events import Event, NewEvent
 from app.domain.job import (
@@ -27,7 +26,8 @@ from app.domain.job import (
     Rejected,
     StartJob,
 )
-from app.service import Outcome, Service
+from app.service import Outcome, Service, group_commit
+from app.service.group_commit import GroupCommit
 from app.store import event_store, leases, projector
 from app.store.database import Database
 from app.store.leases import Fence
@@ -125,15 +125,15 @@ async def chain(
 ) -> list[Outcome | BaseException]:
     with pytest.MonkeyPatch.context() as patch:
         if path == "batch":
-            async def never_alone(self: Service, job_id: str, command: Command, fence: Fence | None) -> Outcome:
+            async def never_alone(self: GroupCommit, pending: Any) -> Outcome:
                 raise AssertionError("the chain left the shared transaction")
 
-            patch.setattr(Service, "_execute_one", never_alone)
+            patch.setattr(GroupCommit, "_execute_one", never_alone)
         else:
-            async def run_alone(self: Service, batch: Any) -> Any:
-                raise service_module._RunAlone
+            async def run_alone(self: GroupCommit, batch: Any) -> Any:
+                raise group_commit._RunAlone
 
-            patch.setattr(Service, "_execute_many", run_alone)
+            patch.setattr(GroupCommit, "_execute_many", run_alone)
         return await service.execute_chain(job_id, commands, fence)
 
 

@@ -2,7 +2,7 @@
 
 The clock of the service is a test clock, so lease expiry is a matter of moving it. The last
 two tests race a fenced step against a take-over in both orders: on Postgres the step's
-`check_fence` (FOR SHARE on the lease row) and the take-over's UPDATE of that row exclude
+`lease_rows` (FOR SHARE on the lease row) and the take-over's UPDATE of that row exclude
 each other; on SQLite the single writer serialises them. Either way exactly one of them is
 first and the other sees its result.
 """

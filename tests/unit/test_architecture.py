@@ -43,4 +43,5 @@ def test_store_does_not_import_service_runtime_or_http() -> None:
 
 
 def test_service_does_not_import_runtime() -> None:
-    assert not any(n.startswith(("app.runtime", "app.http")) for n in _imports(APP / "service.py"))
+    for path, names in _layer_imports("service").items():
+        assert not any(n.startswith(("app.runtime", "app.http")) for n in names), path
