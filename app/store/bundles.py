@@ -1,7 +1,7 @@
 """The bundle projection row (`bundles`): its shape, and its load and save by the write path.
 
 One row per bundle stream: the folded view (canonical JSON) and the stream's head. The write
-path (`app/service/bundles.py`) loads it locked and saves it after each command; the rebuild
+path (`app/service/bundle_commands.py`) loads it locked and saves it after each command; the rebuild
 (`store/rebuild.py`) builds the same row from the whole stream.
 """
 
