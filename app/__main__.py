@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -85,6 +86,7 @@ async def _start_node_when_ready(node: Any, stop: asyncio.Event, url: str) -> bo
 
 
 async def _serve(settings: Settings, *, api: bool) -> int:
+    from app.http import serving
     from app.ops import listener, memory, metrics, tracing
     from app.runtime.node import Node
     from app.service import Service
@@ -97,8 +99,9 @@ async def _serve(settings: Settings, *, api: bool) -> int:
     except listener.ListenError as exc:
         print(f"mirror-neuron: {exc} (the operations listener, MIRROR_NEURON_METRICS_PORT)", file=sys.stderr)
         return EXIT_FAILED
+    shared_metrics = serving.shared_metrics_dir(settings) if ops_sock is not None and sock is not None else None
     if ops_sock is not None:
-        metrics.enable()
+        metrics.enable(shared_metrics)  # before anything is counted
     tracing.configure_from_env(settings.node_name)
     db = Database(
         settings.database_url,
@@ -136,13 +139,12 @@ async def _serve(settings: Settings, *, api: bool) -> int:
     server = None
     extra: list[Any] = []
     if sock is not None:
-        from app.http import serving
         from app.http.app import create_app
 
         app = create_app(settings, db, service, node_name=node.name)
         server = serving.HttpServer(settings.http_server, app, sock)
         server_task = asyncio.create_task(server.serve())
-        extra = serving.start_extra(settings, sock, node.name)  # MIRROR_NEURON_API_PROCESSES − 1
+        extra = serving.start_extra(settings, sock, node.name, shared_metrics)  # MIRROR_NEURON_API_PROCESSES − 1
         log.info("listening on http://%s:%s/api/v1", settings.api_host, settings.api_port)
     memory.freeze_startup_objects()  # start-up is done: modules, app, statements, node
     fenced = asyncio.create_task(node.fenced_out.wait())
@@ -167,6 +169,8 @@ async def _serve(settings: Settings, *, api: bool) -> int:
         await asyncio.gather(ops[1], return_exceptions=True)
     tracing.shutdown()
     await db.dispose()
+    if shared_metrics is not None:
+        shutil.rmtree(shared_metrics, ignore_errors=True)
     return EXIT_FAILED if node.fenced_out.is_set() else EXIT_OK
 
 

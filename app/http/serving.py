@@ -9,6 +9,9 @@
   listening socket and serve the same API under the same node name; they register no node, run no
   runtime and no heartbeat. The kernel hands each new connection to whichever process accepts it
   first. Each process has its own database pool (`MIRROR_NEURON_DB_POOL_SIZE` connections each).
+  With the operations listener on, only the first process serves it, so all of them keep their
+  metrics in files of one directory made for this run (`shared_metrics_dir`), which the first
+  process's `/metrics` adds up (app/ops/metrics.py); the directory goes when the first process ends.
 """
 
 from __future__ import annotations
@@ -17,17 +20,24 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
+from pathlib import Path
 from typing import Any
 
 from app.config import Settings
+from app.ops import metrics
 
 log = logging.getLogger("mirror_neuron")
 
 _FD_VARIABLE = "MIRROR_NEURON_INTERNAL_API_FD"  # set by the first process for the extra ones only
+_METRICS_VARIABLE = "MIRROR_NEURON_INTERNAL_METRICS_DIR"  # likewise, when the listener is on
+_METRICS_PREFIX = "metrics-"
 
 
 class HttpServer:
@@ -84,15 +94,55 @@ def _granian(app: Any, sock: socket.socket) -> Any:
 # ------------------------------------------------------------------ extra API processes
 
 
-def start_extra(settings: Settings, sock: socket.socket, node_name: str) -> list[subprocess.Popen[bytes]]:
+def shared_metrics_dir(settings: Settings) -> Path | None:
+    """With extra API processes, a new directory for the metrics of every API process; else None.
+
+    Named after this process, under MIRROR_NEURON_TEMP_DIR; those of earlier runs whose first
+    process is gone (killed before it could remove its own) are removed here.
+    """
+    if settings.api_processes < 2:
+        return None
+    settings.temp_dir.mkdir(parents=True, exist_ok=True)
+    for old in settings.temp_dir.glob(f"{_METRICS_PREFIX}*-*"):
+        pid = old.name.removeprefix(_METRICS_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{_METRICS_PREFIX}{os.getpid()}-", dir=settings.temp_dir))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def start_extra(
+    settings: Settings, sock: socket.socket, node_name: str, metrics_dir: Path | None = None
+) -> list[subprocess.Popen[bytes]]:
     """Start the N−1 extra API-only processes of MIRROR_NEURON_API_PROCESSES on the inherited socket."""
     env = {**os.environ, "MIRROR_NEURON_NODE_NAME": node_name, _FD_VARIABLE: str(sock.fileno())}
+    if metrics_dir is not None:
+        env[_METRICS_VARIABLE] = str(metrics_dir)
     procs = []
     for _ in range(settings.api_processes - 1):
-        procs.append(subprocess.Popen([sys.executable, "-m", "app.http.serving"], env=env, pass_fds=(sock.fileno(),)))
+        proc = subprocess.Popen([sys.executable, "-m", "app.http.serving"], env=env, pass_fds=(sock.fileno(),))
+        threading.Thread(target=_reap, args=(proc,), name=f"api-process-{proc.pid}", daemon=True).start()
+        procs.append(proc)
     if procs:
         log.info("serving the API from %d processes: %s", len(procs) + 1, [p.pid for p in procs])
     return procs
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    """Wait for an extra process to exit, whenever it does: its live gauges stop counting then."""
+    code = proc.wait()
+    metrics.process_exited(proc.pid)
+    if code != 0:
+        log.warning("extra API process %d exited with status %d", proc.pid, code)
 
 
 async def stop_extra(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -126,6 +176,9 @@ async def _serve_api_only(settings: Settings, fd: int, parent: int) -> int:
     from app.store.database import Database
 
     sock = socket.socket(fileno=fd)
+    shared = os.environ.pop(_METRICS_VARIABLE, None)
+    if shared is not None:
+        metrics.enable(Path(shared))
     db = Database(
         settings.database_url,
         pool_size=settings.db_pool_size,

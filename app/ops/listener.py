@@ -3,7 +3,8 @@
 No token and no loopback check: operators bind it to a private address. The socket is bound
 when the process starts, so a port in use refuses the start instead of failing later.
 `/metrics` reads the job counts from the projection first (one indexed query, at most once a
-second however often it is scraped), then renders the registry with prometheus-client.
+second however often it is scraped), then renders the metrics with prometheus-client: this
+process's, or those of every API process of the node (app/ops/metrics.py `exposition`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.ops import metrics
 from app.store import read_model
@@ -111,7 +112,7 @@ class OpsApp:
 
     async def _metrics(self) -> tuple[int, bytes, bytes]:
         await self._refresh_job_counts()
-        return 200, CONTENT_TYPE_LATEST.encode(), generate_latest(metrics.REGISTRY)
+        return 200, CONTENT_TYPE_LATEST.encode(), await asyncio.to_thread(metrics.exposition)
 
     async def _refresh_job_counts(self) -> None:
         """Read jobs by status at most once a second; keep the last values while the database is away."""
