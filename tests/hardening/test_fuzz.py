@@ -13,7 +13,8 @@ must be refused (the document declares the bearer scheme).
 validity depends on more than one input, which no schema can express: a submitted manifest
 (edges must name existing nodes, §5.6), an uploaded bundle (a schema says "a file", not "a zip
 holding a valid bundle", C.2.1), an opaque `cursor` (only the server's own cursors decode), and
-`follow` (valid only with a streaming `Accept`, §2.14).
+`follow` (valid only with a streaming `Accept`, §2.14), and a body holding an integer that no
+double equals (refused, C.1.2: a JSON number is a double, which a schema's `integer` does not say).
 """
 
 from __future__ import annotations
@@ -206,7 +207,16 @@ def _excluded(case: Any) -> list[Any]:
         or "cursor" in query
         or query.get("follow") in ("true", "1")
     )
-    return [positive_data_acceptance] if cross_field else []
+    return [positive_data_acceptance] if cross_field or _holds_inexact_integer(case.body) else []
+
+
+def _holds_inexact_integer(value: Any) -> bool:
+    """True when a JSON body holds an integer that no IEEE-754 double equals (SPEC C.1.2)."""
+    if isinstance(value, dict):
+        return any(_holds_inexact_integer(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_inexact_integer(v) for v in value)
+    return isinstance(value, int) and not isinstance(value, bool) and float(value) != value
 
 
 @pytest.mark.parametrize("label", OPERATIONS)
@@ -228,3 +238,8 @@ def test_operation_answers_as_documented(api: tuple[str, Any], live_jobs: list[s
         case.call_and_validate(base_url=base, headers=AUTH, excluded_checks=_excluded(case), timeout=30)
 
     check()
+
+
+def test_the_inexact_integer_rule_sees_only_integers_no_double_equals() -> None:
+    assert _holds_inexact_integer({"": [-311, -9223372036854775807]})
+    assert not _holds_inexact_integer({"a": [2**53, -(2**60), 1.5, True, "9223372036854775807"]})
