@@ -300,15 +300,26 @@ def event_hash(
     """
     if payload_json is None:
         payload_json = canonical_json(payload) if hash_alg == JCS else legacy_json(payload)
-    field = _LEGACY.encode
-    # The keys in sorted order (code points and UTF-16 units agree on ASCII).
+    # The keys in sorted order (code points and UTF-16 units agree on ASCII). Strings and the
+    # sequence go straight to the C string encoder and int.__repr__, which is what the encoder
+    # calls for them (its own dispatch was half the cost of a hash); anything else through it.
     text = (
-        f'{{"agent_id":{field(agent_id)},"event_id":{field(event_id)},"payload":{payload_json},'
-        f'"prev_hash":{field(prev_hash)},"sequence":{field(sequence)},'
-        f'"stream_id":{field(stream_id)},"timestamp":{field(timestamp)},'
-        f'"type":{field(type_)}}}'
+        f'{{"agent_id":{_field(agent_id)},"event_id":{_field(event_id)},"payload":{payload_json},'
+        f'"prev_hash":{_field(prev_hash)},"sequence":{_field(sequence)},'
+        f'"stream_id":{_field(stream_id)},"timestamp":{_field(timestamp)},'
+        f'"type":{_field(type_)}}}'
     )
     return sha256_hex(text)
+
+
+def _field(value: Any) -> str:
+    """`_LEGACY.encode(value)` (the text both forms write for a string, an int or null)."""
+    kind = type(value)
+    if kind is str:
+        return _STRING(value)
+    if kind is int:
+        return int.__repr__(value)
+    return _LEGACY.encode(value)
 
 
 def format_ms(epoch_ms: int) -> str:
