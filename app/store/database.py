@@ -248,6 +248,18 @@ class Database:
         async with self.reader.connect() as conn, conn.begin():
             yield conn
 
+    @asynccontextmanager
+    async def statement(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one self-contained write statement: autocommit on Postgres (no BEGIN
+        and COMMIT round trips; the statement is its own transaction), a write transaction on SQLite."""
+        if not self.is_postgres:
+            async with self.write() as conn:
+                yield conn
+            return
+        async with self.writer.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+
     async def ping(self) -> None:
         """One `SELECT 1` on a read connection: raises when the database does not answer."""
         async with self.read() as conn:

@@ -55,23 +55,30 @@ _DROP_BOTH_PG = Prepared(
     _DROP_EXECUTOR_LEASES.statement.add_cte(_DROP_JOB_LEASES.statement.cte("dropped_job_leases"))
 )
 
-# Built once (a busy node claims on every finished job); on SQLite the claim is a VALUES list.
-_CLAIM_PG = Prepared(
-    pg_insert(job_leases)
-    .from_select(
-        ["job_id", "node", "incarnation", "token", "expires_at_ms", "released"],
-        select(
-            func.unnest(bindparam("b_job_ids", type_=ARRAY(job_leases.c.job_id.type))),
-            bindparam("b_node", type_=job_leases.c.node.type),
-            bindparam("b_incarnation", type_=job_leases.c.incarnation.type),
-            literal(1, job_leases.c.token.type),
-            bindparam("b_expires", type_=job_leases.c.expires_at_ms.type),
-            false(),
-        ),
+def claim_insert(job_id: Any) -> Any:
+    """On Postgres: INSERT a first lease (token 1) for each `job_id` (a column or a set-returning
+    expression) that has none, RETURNING the job ids it took; binds `b_node`, `b_incarnation`,
+    `b_expires`."""
+    return (
+        pg_insert(job_leases)
+        .from_select(
+            ["job_id", "node", "incarnation", "token", "expires_at_ms", "released"],
+            select(
+                job_id,
+                bindparam("b_node", type_=job_leases.c.node.type),
+                bindparam("b_incarnation", type_=job_leases.c.incarnation.type),
+                literal(1, job_leases.c.token.type),
+                bindparam("b_expires", type_=job_leases.c.expires_at_ms.type),
+                false(),
+            ),
+        )
+        .on_conflict_do_nothing(index_elements=[job_leases.c.job_id])
+        .returning(job_leases.c.job_id)
     )
-    .on_conflict_do_nothing(index_elements=[job_leases.c.job_id])
-    .returning(job_leases.c.job_id)
-)
+
+
+# Built once (a busy node claims on every finished job); on SQLite the claim is a VALUES list.
+_CLAIM_PG = Prepared(claim_insert(func.unnest(bindparam("b_job_ids", type_=ARRAY(job_leases.c.job_id.type)))))
 
 
 async def lease_rows(conn: AsyncConnection, job_ids: list[str]) -> dict[str, Any]:

@@ -49,6 +49,30 @@ async def test_pending_and_queued_jobs_come_in_submission_order(db: Database, se
         assert await scheduling.lock_queued(conn, 2) == submitted[:2]
 
 
+async def test_a_claim_takes_leases_of_queued_jobs_and_returns_their_events(db: Database, service: Service) -> None:
+    first, leased, third, _ = await _submit(service, 4)
+    for job_id in (first, leased, third):
+        await service.execute(job_id, AdmitJob("node-a"))
+    async with db.write() as conn:  # a claimer that died before starting `leased`
+        await leases.claim_many(conn, [leased], node="gone-node", incarnation="i0", now_ms=NOW, ttl_ms=TTL)
+    async with db.statement() as conn:
+        claim = await scheduling.claim_queued(conn, 2, node="node-a", incarnation="i1", now_ms=NOW, ttl_ms=TTL)
+    assert claim.picked == [first, leased]
+    assert claim.fences == {first: leases.Fence("i1", 1)}
+    assert [(e.sequence, e.type) for e in claim.streams[first]] == [(1, "job_submitted"), (2, "job_queued")]
+    assert set(claim.streams) == {first}
+    async with db.statement() as conn:
+        claim = await scheduling.claim_queued(conn, 5, node="node-a", incarnation="i1", now_ms=NOW, ttl_ms=TTL)
+    # Still queued (nothing started them): picked again, but their leases are held.
+    assert claim.picked == [first, leased, third]
+    assert claim.fences == {third: leases.Fence("i1", 1)}
+    async with db.read() as conn:
+        rows = await leases.lease_rows(conn, [first, leased, third])
+    assert {job_id: (r["node"], r["expires_at_ms"]) for job_id, r in rows.items()} == {
+        first: ("node-a", NOW + TTL), leased: ("gone-node", NOW + TTL), third: ("node-a", NOW + TTL)
+    }
+
+
 async def test_stream_heads_name_only_jobs_that_exist(db: Database, service: Service) -> None:
     submitted = await _submit(service, 2)
     await service.execute(submitted[1], AdmitJob("node-a"))
