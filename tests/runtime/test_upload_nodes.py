@@ -16,9 +16,9 @@ from tests.bundle_zips import zip_directory
 from tests.runtime.processes import ROOT, NodeProcess, wait_for
 
 CHAIN = ROOT / "examples" / "shell_python_chain"
-# Decided afresh by every run: the job id, the node, lease ids and times, durations, the sandbox and
-# staging directory names, the wait for a pool slot. Everything else of the result (every stdout, exit code, message and
-# input) must be the same.
+# Decided afresh by every run: the job id, the node, lease ids and times, durations, the wait for a
+# pool slot, the sandbox and staging directory names. Everything else of the result (every stdout,
+# exit code, message and input) must be the same.
 VOLATILE = {
     "job_id", "node", "node_name", "lease_id", "acquired_at_ms", "requested_at_ms", "duration_ms",
     "sandbox_name", "remote_dir", "queue_wait_ms",
