@@ -130,10 +130,8 @@ class GroupCommit:
     def _start_batches(self) -> None:
         limit = BATCHES_IN_FLIGHT if self.db.is_postgres else 1
         while self._queue and self._in_flight < limit:
-            batch = self._queue[:MAX_BATCH]
-            del self._queue[:MAX_BATCH]
             self._in_flight += 1
-            task = asyncio.get_running_loop().create_task(self._run_batch(batch))
+            task = asyncio.get_running_loop().create_task(self._run_next_batch())
             self._batch_tasks.add(task)
             task.add_done_callback(self._batch_done)
 
@@ -141,6 +139,16 @@ class GroupCommit:
         self._batch_tasks.discard(task)
         self._in_flight -= 1
         self._start_batches()
+
+    async def _run_next_batch(self) -> None:
+        """Run the next batch, taken from the queue when this task starts: one turn of the event
+        loop after the command that started it, so that commands queued in the same turn share it.
+        (Taken at once, the first of a claim's eight bootstraps went alone and the other seven in
+        the next transaction: twice the statements per job, and a second commit to wait for.)"""
+        batch = self._queue[:MAX_BATCH]
+        del self._queue[:MAX_BATCH]
+        if batch:
+            await self._run_batch(batch)
 
     async def _run_batch(self, batch: list[Pending]) -> None:
         live = [p for p in batch if not p.future.done()]
