@@ -11,40 +11,23 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Coroutine
 from typing import Any
 
+from app import process
 from app.cli import cli
-from app.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from app.config import ConfigError, Settings
+from app.cli.common import EXIT_FAILED, EXIT_OK
+from app.config import Settings
 
 log = logging.getLogger("mirror_neuron")
-
 
 
 def _settings(*, serving: bool = True) -> Settings:
     """The settings, or exit naming the bad variable. A command that neither listens nor runs jobs
     (`migrate`, `rebuild`, `verify`) is not held to the listener's rules: the image listens on
     0.0.0.0 by default, and its `migrate` needs no API token."""
-    env = os.environ if serving else dict(os.environ, MIRROR_NEURON_API_ENABLED="0", MIRROR_NEURON_RUNTIME_ENABLED="1")
-    try:
-        return Settings.from_env(env)
-    except ConfigError as exc:
-        print(f"mirror-neuron: {exc}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE) from None
-
-
-# Libraries whose chatter is not the service's: alembic's "setup plugin ..." lines at every
-# migration, and aiosqlite's DEBUG line per statement (they bury ours at LOG_LEVEL=DEBUG).
-QUIET_LOGGERS = ("alembic.runtime.plugins", "aiosqlite")
-
-
-def _logging(settings: Settings) -> None:
-    from app.ops import logs
-
-    logs.configure(settings.log_format, settings.log_level, node=settings.node_name)
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+    if serving:
+        return process.settings_or_exit()
+    return process.settings_or_exit(dict(os.environ, MIRROR_NEURON_API_ENABLED="0", MIRROR_NEURON_RUNTIME_ENABLED="1"))
 
 
 # ------------------------------------------------------------------ server side
@@ -181,41 +164,18 @@ async def _bundle_cache_upkeep(settings: Settings, db: Any, stop: asyncio.Event)
     await CacheUpkeep(db, settings.temp_dir, settings.bundle_cache_max_bytes).run(stop)
 
 
-def _run_service(main: Coroutine[Any, Any, int]) -> int:
-    """Run a long-lived process (`serve`, `worker`) on uvloop where it is installed.
-
-    uvloop's event loop and uvicorn's httptools parser (both installed with the project on
-    Linux and macOS) cut the CPU a request and a step cost: see README "Benchmarks".
-    """
-    from app.ops import memory
-
-    memory.limit_arenas()
-    memory.tune_gc()
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
-
-
 def cmd_serve() -> int:
     """API + runtime (as configured)."""
     settings = _settings()
-    _logging(settings)
-    return _run_service(_serve(settings, api=settings.api_enabled))
+    process.configure_logging(settings)
+    return process.run(_serve(settings, api=settings.api_enabled))
 
 
 def cmd_worker() -> int:
     """Runtime only, no HTTP."""
-    env = dict(os.environ, MIRROR_NEURON_API_ENABLED="0")
-    try:
-        settings = Settings.from_env(env)
-    except ConfigError as exc:
-        print(f"mirror-neuron: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    _logging(settings)
-    return _run_service(_serve(settings, api=False))
+    settings = process.settings_or_exit(dict(os.environ, MIRROR_NEURON_API_ENABLED="0"))
+    process.configure_logging(settings)
+    return process.run(_serve(settings, api=False))
 
 
 async def _with_db(work: Any, url: str | None = None) -> Any:
@@ -237,7 +197,7 @@ def cmd_migrate() -> int:
         await upgrade_to_head(db.writer)
 
     settings = _settings(serving=False)
-    _logging(settings)
+    process.configure_logging(settings)
     try:
         asyncio.run(_with_db(work, settings.database_url))
     except Exception as exc:

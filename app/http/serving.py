@@ -209,11 +209,11 @@ def main() -> int:
         return 2
     parent = os.getppid()
     die_with_parent()
-    from app.__main__ import _logging, _run_service, _settings
+    from app import process
 
-    settings = _settings()
-    _logging(settings)
-    return _run_service(_serve_api_only(settings, int(raw), parent))
+    settings = process.settings_or_exit()
+    process.configure_logging(settings)
+    return process.run(_serve_api_only(settings, int(raw), parent))
 
 
 if __name__ == "__main__":

@@ -239,10 +239,10 @@ class Scheduler:
                     taken: list[tuple[str, Fence]] = []
                     for job_id in claim.picked:
                         if job_id not in claim.fences:
-                            fence = await self._take_over_lease(conn, job_id, now)
-                            if fence is not None:
-                                taken.append((job_id, fence))
-                                claimed.append((job_id, fence))
+                            taken_over = await self._take_over_lease(conn, job_id, now)
+                            if taken_over is not None:
+                                taken.append((job_id, taken_over))
+                                claimed.append((job_id, taken_over))
                                 self.jobs.mark_starting(job_id)
                     streams = {**streams, **await event_store.read_streams(conn, [job_id for job_id, _ in taken])}
         except BaseException:

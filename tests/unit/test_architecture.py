@@ -1,7 +1,8 @@
 """The house rules (DESIGN §7, issue 14), checked on the source so that breaking one fails the suite.
 
 - layers: http, runtime → service → store → domain; the domain imports only the standard library;
-- `app.http` and `app.runtime` never import each other (they meet only in `app/__main__.py`);
+- `app.http` and `app.runtime` never import each other (they meet only in `app/__main__.py`, which
+  nothing imports: what every server process does at start is `app/process.py`);
 - SQL lives in the store: nothing outside `app/store/` imports SQLAlchemy or looks at the dialect;
 - no class is a room of its own: at most MAX_CLASS_LINES lines and MAX_CLASS_METHODS methods.
 
@@ -75,6 +76,11 @@ def test_nothing_but_the_entry_point_imports_http() -> None:
         if _in(path, "http", "__main__"):
             continue
         assert not any(n.startswith("app.http") for n in _imports(tree)), path
+
+
+def test_nothing_imports_the_entry_point() -> None:
+    for path, tree in _modules():
+        assert not any(n == "app.__main__" for n in _imports(tree)), path
 
 
 def test_http_does_not_import_runtime() -> None:
