@@ -1,8 +1,9 @@
 """The SQL edge (SQLAlchemy Core over asyncpg and aiosqlite): every statement is a named function here.
 
 Nothing outside this package imports SQLAlchemy or asks which database it talks to
-(tests/unit/test_architecture.py fails the suite if anything does); `database.py` is the only
-module that knows SQLite from Postgres, and each module below picks its dialect's form itself.
+(tests/unit/test_architecture.py fails the suite if anything does); `database.py` sets each
+dialect up, and each module below picks its dialect's form of a statement itself (SKIP LOCKED,
+id lists, row locks, the one-statement claim).
 
 - Schema and connections: `tables.py` (the logical schema), `database.py` (engines, the write and
   read transactions, failure classification, `ping`), `database_url.py`, `migrate.py` (Alembic).

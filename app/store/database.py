@@ -1,4 +1,4 @@
-"""Engines, transactions and dialect setup: the only place that knows SQLite from Postgres."""
+"""Engines, transactions, failure classification and dialect setup (pragmas, session settings)."""
 
 from __future__ import annotations
 
